@@ -1,0 +1,1 @@
+//! capsa-caps: the capability model. Pure: no syscalls beyond reading /proc.

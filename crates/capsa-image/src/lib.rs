@@ -1,0 +1,1 @@
+//! capsa-image: images, the store and container snapshots.

@@ -1,0 +1,1 @@
+//! capsa-runtime: an OCI bundle becomes a running container.

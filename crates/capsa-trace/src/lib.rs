@@ -1,0 +1,1 @@
+//! capsa-trace: records the capability checks of a container's process tree.
