@@ -93,6 +93,23 @@ impl Cap {
         }
     }
 
+    /// The name libcap's `cap_to_name(3)` gives: `cap_chown`, and the bare decimal number (`41`)
+    /// for numbers libcap 2.66 has no name for. This is what `capsh` and `getpcaps` print.
+    pub fn libcap_text_name(self) -> String {
+        match self.short_name() {
+            Some(n) => format!("cap_{}", n.to_ascii_lowercase()),
+            None => self.0.to_string(),
+        }
+    }
+
+    /// The name `pscap` prints: lower case without prefix (`net_bind_service`), or the number.
+    pub fn short_lower_name(self) -> String {
+        match self.short_name() {
+            Some(n) => n.to_ascii_lowercase(),
+            None => self.0.to_string(),
+        }
+    }
+
     /// Looks up an exact OCI name (`CAP_CHOWN`), as config.json spells capabilities.
     pub fn from_oci_name(name: &str) -> Option<Cap> {
         let short = name.strip_prefix("CAP_")?;
@@ -137,7 +154,11 @@ impl CapSet {
 
     /// Every capability numbered 0..=last.
     pub const fn up_to(last: u8) -> CapSet {
-        if last >= 63 { CapSet(u64::MAX) } else { CapSet((1u64 << (last + 1)) - 1) }
+        if last >= 63 {
+            CapSet(u64::MAX)
+        } else {
+            CapSet((1u64 << (last + 1)) - 1)
+        }
     }
 
     pub const fn contains(self, cap: Cap) -> bool {
@@ -172,9 +193,26 @@ impl CapSet {
         CapSet(self.0 & !other.0)
     }
 
+    /// Whether every member of `self` is also in `other`.
+    pub const fn is_subset(self, other: CapSet) -> bool {
+        self.0 & !other.0 == 0
+    }
+
+    /// The mask as `/proc/PID/status` and `capsh --decode` spell it: `0x00000000a80425fb`.
+    pub fn hex(self) -> String {
+        format!("{:#018x}", self.0)
+    }
+
+    /// The OCI names of the members in number order (`CAP_CHOWN`, ..., `CAP_41`).
+    pub fn oci_names(self) -> Vec<String> {
+        self.iter().map(Cap::oci_name).collect()
+    }
+
     /// The members in number order.
     pub fn iter(self) -> impl Iterator<Item = Cap> {
-        (0u8..64).filter(move |i| self.0 & (1u64 << i) != 0).map(Cap)
+        (0u8..64)
+            .filter(move |i| self.0 & (1u64 << i) != 0)
+            .map(Cap)
     }
 }
 
@@ -204,7 +242,10 @@ mod tests {
             assert_eq!(Cap::from_oci_name(&c.oci_name()), Some(c));
         }
         assert_eq!(Cap::from_oci_name("CAP_41"), None);
-        assert_eq!(Cap::from_index(41).map(|c| c.libcap_name()), Some("cap_41".into()));
+        assert_eq!(
+            Cap::from_index(41).map(|c| c.libcap_name()),
+            Some("cap_41".into())
+        );
     }
 
     #[test]
