@@ -1,0 +1,242 @@
+//! The `Recorder`: one private tracefs instance following one process tree, and the reader
+//! thread that streams its `trace_pipe`.
+//!
+//! Owns the instance's settings and their order, the reader thread and the instance's removal
+//! (stop, Drop, signals). Must not touch other instances or the global buffer.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use crate::TraceError;
+use crate::recording::{Aggregator, Recording};
+use crate::tracefs;
+
+/// Per-CPU buffer in KiB. The default (1410) overran with stacks on and a slow reader; 8 MiB per
+/// CPU absorbs bursts of a few thousand execs between two reads.
+const BUFFER_SIZE_KB: &str = "8192";
+
+/// Options of one recording.
+#[derive(Debug, Clone)]
+pub struct RecorderOptions {
+    /// The container's rootfs, to read file caps of executed paths when the process is gone.
+    pub rootfs: Option<PathBuf>,
+    /// Take a kernel stack per check (needed to tell probes from real needs).
+    pub stacks: bool,
+}
+
+impl Default for RecorderOptions {
+    fn default() -> Self {
+        RecorderOptions {
+            rootfs: None,
+            stacks: true,
+        }
+    }
+}
+
+/// A running recording. Removing the instance happens in [`Recorder::stop`], or in Drop.
+#[derive(Debug)]
+pub struct Recorder {
+    root: PathBuf,
+    dir: PathBuf,
+    stop: Arc<AtomicBool>,
+    reader: Option<JoinHandle<Result<Aggregator, TraceError>>>,
+}
+
+/// The events of one recording, with the filter each one gets.
+const EVENTS: &[(&str, Option<&str>)] = &[
+    ("sched/sched_process_exec", None),
+    ("sched/sched_process_fork", None),
+    ("syscalls/sys_enter_execve", None),
+    // Only EPERM: the failure of a capability-dumb file-cap binary (ENOENT from PATH lookups
+    // would dominate otherwise).
+    ("syscalls/sys_exit_execve", Some("ret == -1")),
+];
+
+impl Recorder {
+    /// Starts recording the capability checks of `pid` and of every process it forks from now on.
+    /// `pid` must be gated (blocked before its exec) so that nothing it does is missed; release
+    /// it after this returns.
+    pub fn start(pid: i32) -> Result<Recorder, TraceError> {
+        Recorder::start_with(pid, RecorderOptions::default())
+    }
+
+    /// [`Recorder::start`] with options.
+    pub fn start_with(pid: i32, opts: RecorderOptions) -> Result<Recorder, TraceError> {
+        let root = tracefs::acquire_mount()?;
+        if let Err(e) = tracefs::check_support(&root) {
+            tracefs::release_mount(&root);
+            return Err(e);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let dir = match tracefs::create_instance(&root, &tracefs::unique_name(), stop.clone()) {
+            Ok(d) => d,
+            Err(e) => {
+                tracefs::release_mount(&root);
+                return Err(e);
+            }
+        };
+        let mut rec = Recorder {
+            root,
+            dir,
+            stop,
+            reader: None,
+        };
+        // On any error below, Drop removes the half-made instance: nothing is left half-way.
+        rec.configure(pid, opts.stacks)?;
+        let pipe = rec.dir.join("trace_pipe");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(&pipe)
+            .map_err(|e| TraceError::io("open", &pipe, e))?;
+        rec.enable()?;
+        let stop = rec.stop.clone();
+        let agg = Aggregator::new(pid, opts.rootfs);
+        let handle = std::thread::Builder::new()
+            .name("capsa-trace-reader".into())
+            .spawn(move || read_loop(file, pipe, agg, stop))
+            .map_err(|e| TraceError::io("spawn reader thread for", &rec.dir, e))?;
+        rec.reader = Some(handle);
+        Ok(rec)
+    }
+
+    /// The instance directory (`<tracefs>/instances/capsa-...`).
+    pub fn instance(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Follows one more process (for example a `capsa exec` into the container). Its children
+    /// are added by event-fork.
+    pub fn add_pid(&self, pid: i32) -> Result<(), TraceError> {
+        tracefs::write(&self.dir.join("set_event_pid"), &format!("{pid}\n"), true)
+    }
+
+    /// Settings in the order that matters: the pid filter before any event is enabled, because
+    /// an empty set_event_pid means every pid on the host.
+    fn configure(&self, pid: i32, stacks: bool) -> Result<(), TraceError> {
+        let d = &self.dir;
+        tracefs::write(&d.join("tracing_on"), "0", false)?;
+        tracefs::write(&d.join("options/overwrite"), "0", false)?;
+        tracefs::write(&d.join("options/event-fork"), "1", false)?;
+        tracefs::write(&d.join("buffer_size_kb"), BUFFER_SIZE_KB, false)?;
+        tracefs::write(&d.join("set_event_pid"), &pid.to_string(), false)?;
+        let filter = std::fs::read_to_string(d.join("set_event_pid")).unwrap_or_default();
+        if filter.split_whitespace().next() != Some(pid.to_string().as_str()) {
+            return Err(TraceError::PidFilter {
+                pid,
+                path: d.join("set_event_pid"),
+            });
+        }
+        let cap = d.join("events/capability/cap_capable");
+        if stacks {
+            tracefs::write(&cap.join("trigger"), "stacktrace", false)?;
+        }
+        tracefs::write(&cap.join("enable"), "1", false)?;
+        for (event, filter) in EVENTS {
+            let e = d.join("events").join(event);
+            if !e.exists() {
+                continue; // syscall events need CONFIG_FTRACE_SYSCALLS; they only add detail.
+            }
+            if let Some(f) = filter {
+                tracefs::write(&e.join("filter"), f, false)?;
+            }
+            tracefs::write(&e.join("enable"), "1", false)?;
+        }
+        Ok(())
+    }
+
+    fn enable(&self) -> Result<(), TraceError> {
+        tracefs::write(&self.dir.join("tracing_on"), "1", false)
+    }
+
+    /// Stops recording, drains what is buffered, removes the instance and returns the result.
+    pub fn stop(mut self) -> Result<Recording, TraceError> {
+        // Stop writing first, so that the drain ends and the loss counters are final.
+        let off = tracefs::write(&self.dir.join("tracing_on"), "0", false);
+        self.stop.store(true, Ordering::Release);
+        let agg = match self.reader.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(TraceError::ReaderPanicked),
+            None => Err(TraceError::ReaderPanicked),
+        };
+        let lost = tracefs::lost_events(&self.dir);
+        let removed = self.remove();
+        off?;
+        let agg = agg?;
+        removed?;
+        Ok(agg.finish(lost))
+    }
+
+    fn remove(&mut self) -> Result<(), TraceError> {
+        if self.dir.as_os_str().is_empty() {
+            return Ok(());
+        }
+        let r = tracefs::remove_instance(&self.dir);
+        tracefs::release_mount(&self.root);
+        self.dir = PathBuf::new();
+        r
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self.reader.take() {
+            let _ = h.join();
+        }
+        let _ = tracefs::write(&self.dir.join("tracing_on"), "0", false);
+        let _ = self.remove();
+    }
+}
+
+/// Streams trace_pipe into the aggregator until told to stop, then drains what is left.
+/// The pipe is read non-blocking with a short sleep when empty: poll(2) on trace_pipe may wait
+/// for the instance's `buffer_percent` fill level, and the stop flag must be seen promptly.
+fn read_loop(
+    mut file: File,
+    path: PathBuf,
+    mut agg: Aggregator,
+    stop: Arc<AtomicBool>,
+) -> Result<Aggregator, TraceError> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut partial: Vec<u8> = Vec::new();
+    loop {
+        let stopping = stop.load(Ordering::Acquire);
+        match file.read(&mut buf) {
+            Ok(n) if n > 0 => {
+                feed(&mut agg, &mut partial, &buf[..n]);
+                continue;
+            }
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(TraceError::io("read", &path, e)),
+        }
+        if stopping {
+            // Empty after the stop flag was set, with tracing already off: drained.
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    if !partial.is_empty() {
+        agg.line(&String::from_utf8_lossy(&partial));
+    }
+    Ok(agg)
+}
+
+fn feed(agg: &mut Aggregator, partial: &mut Vec<u8>, data: &[u8]) {
+    partial.extend_from_slice(data);
+    let Some(last_nl) = partial.iter().rposition(|&b| b == b'\n') else {
+        return;
+    };
+    for line in partial[..last_nl].split(|&b| b == b'\n') {
+        agg.line(&String::from_utf8_lossy(line));
+    }
+    partial.drain(..=last_nl);
+}
