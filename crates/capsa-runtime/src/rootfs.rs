@@ -1,1 +1,0 @@
-//! (rootfs: to be written)
