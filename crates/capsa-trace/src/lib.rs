@@ -49,7 +49,7 @@ pub enum TraceError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("the pid filter of {} did not take pid {pid} (is the process gone?)", path.display())]
+    #[error("cannot follow pid {pid}: {} does not exist or did not take it (is the process gone?)", path.display())]
     PidFilter { pid: i32, path: PathBuf },
     #[error("the trace reader thread panicked; the recording is lost")]
     ReaderPanicked,

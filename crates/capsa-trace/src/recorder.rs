@@ -67,6 +67,15 @@ impl Recorder {
 
     /// [`Recorder::start`] with options.
     pub fn start_with(pid: i32, opts: RecorderOptions) -> Result<Recorder, TraceError> {
+        // The kernel takes any number into set_event_pid; a pid that does not exist would make a
+        // recording that silently sees nothing.
+        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+        if pid <= 0 || !proc_dir.exists() {
+            return Err(TraceError::PidFilter {
+                pid,
+                path: proc_dir,
+            });
+        }
         let root = tracefs::acquire_mount()?;
         if let Err(e) = tracefs::check_support(&root) {
             tracefs::release_mount(&root);

@@ -1,0 +1,366 @@
+//! Root tests on the real kernel: record real processes (no containers) through the
+//! capability:cap_capable tracepoint and assert the classified proposal.
+//!
+//! Each workload is a child of this test gated in a shell `read` before its exec. Only the PIDs
+//! these tests start are ever killed. The tests run one at a time (a lock) so that each can
+//! check that its tracefs instance is gone afterwards.
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use capsa_caps::{Cap, CapSet};
+use capsa_trace::{Format, Proposal, Recorder};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn cap(name: &str) -> Cap {
+    Cap::from_oci_name(&format!("CAP_{name}")).unwrap_or_else(|| panic!("unknown cap {name}"))
+}
+
+fn caps(names: &[&str]) -> CapSet {
+    names.iter().map(|n| cap(n)).collect()
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Starts `cmd` gated before its exec, starts the recorder, releases the child.
+fn start(cmd: &[&str]) -> (Child, Recorder) {
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", "read -r gate; exec \"$@\"", "sh"])
+        .args(cmd)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let rec = match Recorder::start(child.id() as i32) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("Recorder::start: {e}");
+        }
+    };
+    if let Some(mut gate) = child.stdin.take() {
+        gate.write_all(b"go\n")
+            .unwrap_or_else(|e| panic!("release gate: {e}"));
+    }
+    (child, rec)
+}
+
+/// Stops the recording, checks that the instance is gone, and proposes.
+fn finish(rec: Recorder) -> Proposal {
+    let dir = rec.instance().to_path_buf();
+    assert!(dir.exists());
+    let recording = rec.stop().unwrap_or_else(|e| panic!("stop: {e}"));
+    assert!(!dir.exists(), "instance {} left behind", dir.display());
+    assert_eq!(recording.lost_events, 0, "events were lost");
+    let p = Proposal::from_recording(&recording);
+    eprintln!("{}", p.render(Format::Text));
+    assert!(p.complete);
+    // Never proposed: the overcommit SYS_ADMIN and the capset SETPCAP probes.
+    assert!(!p.caps.contains(cap("SYS_ADMIN")), "SYS_ADMIN proposed");
+    for probe in &p.probes {
+        assert!(!p.needs.iter().any(|n| {
+            n.cap == probe.cap
+                && n.evidence
+                    .iter()
+                    .any(|e| e.path.contains("vm_enough") || e.path == "cap_capset")
+        }));
+    }
+    p
+}
+
+fn record(cmd: &[&str]) -> (Proposal, ExitStatus) {
+    let (mut child, rec) = start(cmd);
+    let status = child.wait().unwrap_or_else(|e| panic!("wait: {e}"));
+    (finish(rec), status)
+}
+
+/// A unique loopback address so that parallel tests and host services never collide.
+fn loopback() -> Ipv4Addr {
+    let n = std::process::id();
+    Ipv4Addr::new(127, 77, (n >> 8) as u8, (n as u8).max(2))
+}
+
+/// Runs busybox httpd on addr:port until it accepts a connection, then kills it (our child).
+fn httpd(port: u16) -> Proposal {
+    let addr = loopback();
+    let bind = format!("{addr}:{port}");
+    let www = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let www = www.path().to_string_lossy().into_owned();
+    let (mut child, rec) = start(&["busybox", "httpd", "-f", "-p", &bind, "-h", &www]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut up = false;
+    while Instant::now() < deadline && !up {
+        up = TcpStream::connect_timeout(
+            &SocketAddrV4::new(addr, port).into(),
+            Duration::from_millis(200),
+        )
+        .is_ok();
+        if !up {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("httpd exited early: {s}");
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up, "httpd never listened on {bind}");
+    finish(rec)
+}
+
+#[test]
+fn ping_needs_net_raw() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    if !have("ping") {
+        eprintln!("SKIP: ping is not installed (iputils-ping, scripts/install-deps.sh)");
+        return;
+    }
+    let (p, status) = record(&["ping", "-c1", "-W2", "127.0.0.1"]);
+    assert!(status.success());
+    assert_eq!(p.caps, caps(&["NET_RAW"]));
+    let need = &p.needs[0];
+    assert!(
+        need.evidence.iter().any(|e| e.path == "inet_create"),
+        "{:?}",
+        need.evidence
+    );
+}
+
+#[test]
+fn chown_needs_chown() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let f = dir.path().join("f");
+    std::fs::write(&f, b"x").unwrap_or_else(|e| panic!("write: {e}"));
+    let (p, status) = record(&["chown", "1234", &f.to_string_lossy()]);
+    assert!(status.success());
+    assert_eq!(p.caps, caps(&["CHOWN"]));
+    assert_eq!(p.needs[0].evidence[0].path, "setattr_prepare");
+}
+
+#[test]
+fn port_80_needs_net_bind_service() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    assert_eq!(httpd(80).caps, caps(&["NET_BIND_SERVICE"]));
+}
+
+#[test]
+fn port_8080_needs_nothing() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    assert_eq!(httpd(8080).caps, CapSet::EMPTY);
+}
+
+#[test]
+fn ls_needs_nothing() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let (p, status) = record(&["ls", "/"]);
+    assert!(status.success());
+    assert_eq!(p.caps, CapSet::EMPTY);
+    assert!(
+        p.probes.iter().any(|pr| pr.cap == cap("SYS_ADMIN")),
+        "the overcommit probe is seen and ignored"
+    );
+}
+
+#[test]
+fn reading_another_users_file_gives_dac_alternatives() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let f = dir.path().join("secret");
+    std::fs::write(&f, b"s").unwrap_or_else(|e| panic!("write: {e}"));
+    let path = f.to_string_lossy().into_owned();
+    let ok = Command::new("sh")
+        .args([
+            "-c",
+            &format!("chown 1234:1234 '{path}' && chmod 0600 '{path}'"),
+        ])
+        .status();
+    assert!(ok.is_ok_and(|s| s.success()));
+    let (p, status) = record(&["cat", &path]);
+    assert!(status.success());
+    assert_eq!(p.caps.len(), 1);
+    assert_eq!(
+        p.alternatives(),
+        vec![(cap("DAC_OVERRIDE"), vec![cap("DAC_READ_SEARCH")])]
+    );
+}
+
+#[test]
+fn setuid_needs_setuid() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let (p, status) = record(&[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "id",
+    ]);
+    assert!(status.success());
+    assert!(p.caps.contains(cap("SETUID")), "{:?}", p.caps);
+    assert!(p.caps.contains(cap("SETGID")), "{:?}", p.caps);
+    assert!(!p.caps.contains(cap("SETPCAP")), "{:?}", p.caps);
+}
+
+#[test]
+fn denials_under_a_reduced_bounding_set_are_reported_not_proposed() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let f = dir.path().join("f");
+    std::fs::write(&f, b"x").unwrap_or_else(|e| panic!("write: {e}"));
+    let (p, status) = record(&[
+        "setpriv",
+        "--bounding-set=-all",
+        "chown",
+        "1234",
+        &f.to_string_lossy(),
+    ]);
+    assert!(!status.success());
+    assert!(!p.caps.contains(cap("CHOWN")));
+    assert!(
+        p.denials
+            .iter()
+            .any(|d| d.caps.contains(cap("CHOWN")) && d.path == "setattr_prepare"),
+        "{:?}",
+        p.denials
+    );
+}
+
+#[test]
+fn failed_exec_of_file_cap_binary_is_a_denial() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let bin = dir.path().join("fcap-true");
+    std::fs::copy("/bin/true", &bin).unwrap_or_else(|e| panic!("copy: {e}"));
+    let bin = bin.to_string_lossy().into_owned();
+    if !Command::new("setcap")
+        .args(["cap_net_raw=ep", &bin])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("SKIP: setcap failed");
+        return;
+    }
+    // A shell under an empty bounding set runs the file-cap binary: execve fails with EPERM and
+    // the kernel emits no cap_capable event; the sys_exit_execve event reports it.
+    let script = format!("'{bin}'; exit 0");
+    let (p, _) = record(&["setpriv", "--bounding-set=-all", "sh", "-c", &script]);
+    assert!(
+        p.denials.iter().any(|d| d.path.starts_with("execve EPERM")),
+        "{:?}",
+        p.denials
+    );
+    assert!(!p.caps.contains(cap("NET_RAW")));
+}
+
+#[test]
+fn panic_in_the_recording_thread_removes_the_instance() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let (mut child, rec) = start(&["true"]);
+        let _ = child.wait();
+        let _ = tx.send(rec.instance().to_path_buf());
+        panic!("deliberate panic while recording");
+    });
+    assert!(t.join().is_err());
+    let dir = rx
+        .recv()
+        .unwrap_or_else(|e| panic!("no instance path: {e}"));
+    assert!(!dir.exists(), "{} left behind after a panic", dir.display());
+}
+
+/// Waits for the helper's instance to appear; returns its path.
+fn helper_instance(helper: u32) -> std::path::PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(d) = std::fs::read_dir("/sys/kernel/tracing/instances") {
+            for e in d.flatten() {
+                if capsa_trace::tracefs::owner_pid(&e.file_name().to_string_lossy()) == Some(helper)
+                {
+                    return e.path();
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("helper {helper} made no instance");
+}
+
+/// The helper's child (the workload), read before the helper dies so we only kill our own.
+fn helper_child(helper: u32) -> Option<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{helper}/task/{helper}/children")).ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+fn kill(pid: i32, sig: rustix::process::Signal) {
+    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(p, sig);
+    }
+}
+
+fn run_helper_and(sig: rustix::process::Signal) -> std::path::PathBuf {
+    let mut helper = Command::new(env!("CARGO_BIN_EXE_capsa-trace-record"))
+        .args(["--", "sleep", "30"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn helper: {e}"));
+    let dir = helper_instance(helper.id());
+    let workload = helper_child(helper.id());
+    kill(helper.id() as i32, sig);
+    let _ = helper.wait();
+    if let Some(w) = workload {
+        kill(w, rustix::process::Signal::KILL);
+    }
+    dir
+}
+
+#[test]
+fn sigterm_removes_the_instance() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = run_helper_and(rustix::process::Signal::TERM);
+    assert!(!dir.exists(), "{} left behind after SIGTERM", dir.display());
+}
+
+#[test]
+fn sigkill_leaves_a_stale_instance_that_cleanup_removes() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = run_helper_and(rustix::process::Signal::KILL);
+    assert!(dir.exists(), "a SIGKILLed recorder cannot clean up");
+    let removed = capsa_trace::cleanup_stale().unwrap_or_else(|e| panic!("cleanup_stale: {e}"));
+    assert!(
+        !dir.exists(),
+        "{} still there; cleanup removed {removed:?}",
+        dir.display()
+    );
+}
+
+#[test]
+fn missing_pid_fails_cleanly() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    // pid_max is at most 4194304 (2^22): this pid cannot exist, and nothing must be left.
+    let before: Vec<_> = list_instances();
+    assert!(Recorder::start(4_194_305).is_err());
+    assert_eq!(list_instances(), before);
+}
+
+fn list_instances() -> Vec<String> {
+    let own = std::process::id();
+    std::fs::read_dir("/sys/kernel/tracing/instances")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| capsa_trace::tracefs::owner_pid(n) == Some(own))
+                .collect()
+        })
+        .unwrap_or_default()
+}
