@@ -1,0 +1,4 @@
+//! placeholder
+#[path = "common/mod.rs"]
+#[macro_use]
+mod common;
