@@ -668,7 +668,7 @@ impl Runner {
     pub fn create(&self, bundle: &Bundle, id: &str, extra: &[&str]) -> (Out, i32) {
         bundle.save();
         self.track(id);
-        let pid_file = self.scratch.path().join(format!("{id}.pid"));
+        let pid_file = self.scratch.path().join(format!("{}.pid", file_safe(id)));
         let log = self.container_log(id);
         let mut c = self.command();
         c.arg("create").arg("--bundle").arg(bundle.path());
@@ -690,7 +690,7 @@ impl Runner {
 
     /// Where the stdout/stderr of a created container go.
     pub fn container_log(&self, id: &str) -> PathBuf {
-        self.scratch.path().join(format!("{id}.log"))
+        self.scratch.path().join(format!("{}.log", file_safe(id)))
     }
     pub fn read_container_log(&self, id: &str) -> String {
         fs::read_to_string(self.container_log(id)).unwrap_or_default()
@@ -730,6 +730,11 @@ impl Runner {
     pub fn exists_in_root(&self, id: &str) -> bool {
         self.root.join(id).exists()
     }
+}
+
+/// An id made safe as one file name (ids under test may hold `/` or `..`).
+fn file_safe(id: &str) -> String {
+    id.replace(['/', '.'], "_")
 }
 
 /// `run_cmd` for a command whose stdio the caller already set (e.g. to a log file).
@@ -787,7 +792,12 @@ impl Drop for Runner {
 /// dirs, mounts. Empty means clean.
 pub fn leftovers(runner: &Runner, id: &str, bundle: &Path) -> Vec<String> {
     let mut found = Vec::new();
-    if runner.exists_in_root(id) {
+    // An id like `..` names no state dir of its own; callers check the root is empty.
+    let plain = matches!(
+        Path::new(id).components().collect::<Vec<_>>()[..],
+        [std::path::Component::Normal(_)]
+    );
+    if plain && runner.exists_in_root(id) {
         found.push(format!("state dir {:?}", runner.root.join(id)));
     }
     for d in proc::cgroup_dirs_named(id) {
