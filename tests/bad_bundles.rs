@@ -287,8 +287,7 @@ fn json_log_error_line(rt: Runtime) {
     let last_error = text
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["level"] == "error")
-        .last()
+        .rfind(|v| v["level"] == "error")
         .unwrap_or_else(|| panic!("no JSON error line in {log:?}:\n{text}\n{out}"));
     assert!(
         last_error["msg"]

@@ -343,54 +343,12 @@ e2e!(
 );
 
 mod console {
-    use super::common::{Bundle, Runner, Runtime, unique_id};
+    use super::common::{Bundle, Runner, Runtime, receive_master, unique_id};
     use rustix::event::{PollFd, PollFlags, poll};
-    use rustix::fd::{AsFd, OwnedFd};
-    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
-    use std::io::{IoSliceMut, Read, Write};
-    use std::mem::MaybeUninit;
+    use rustix::fd::AsFd;
+    use std::io::{Read, Write};
     use std::os::unix::net::UnixListener;
     use std::time::{Duration, Instant};
-
-    /// Accepts one connection and receives exactly one fd (SCM_RIGHTS) plus the payload.
-    fn receive_master(listener: &UnixListener) -> (OwnedFd, String) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let conn = loop {
-            match listener.accept() {
-                Ok((c, _)) => break c,
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                Err(e) => panic!("nobody connected to the console socket: {e}"),
-            }
-        };
-        conn.set_nonblocking(false)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
-        let mut anc = RecvAncillaryBuffer::new(&mut space);
-        let mut buf = [0u8; 4096];
-        let n = recvmsg(
-            &conn,
-            &mut [IoSliceMut::new(&mut buf)],
-            &mut anc,
-            RecvFlags::CMSG_CLOEXEC,
-        )
-        .unwrap_or_else(|e| panic!("recvmsg on the console socket: {e}"))
-        .bytes;
-        let mut fds: Vec<OwnedFd> = Vec::new();
-        for msg in anc.drain() {
-            if let RecvAncillaryMessage::ScmRights(it) = msg {
-                fds.extend(it);
-            }
-        }
-        assert_eq!(fds.len(), 1, "the console socket must carry exactly one fd");
-        (
-            fds.remove(0),
-            String::from_utf8_lossy(&buf[..n]).into_owned(),
-        )
-    }
 
     /// Reads from the master into `seen` until it holds `want` (or 10 s pass).
     fn read_until(master: &mut std::fs::File, seen: &mut String, want: &str) {

@@ -19,10 +19,15 @@
 pub mod oci_image;
 pub mod proc;
 
+use rustix::fd::OwnedFd;
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
 use serde_json::{Value, json};
 use std::fs;
+use std::io::IoSliceMut;
 use std::io::Write;
+use std::mem::MaybeUninit;
 use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -840,4 +845,44 @@ macro_rules! e2e {
             $body($crate::common::Runtime::Capsa)
         }
     };
+}
+
+/// The receiving end of `--console-socket` (runc docs/terminals.md): accepts one
+/// connection on a non-blocking listener and receives exactly one fd by SCM_RIGHTS plus
+/// the payload (the pty name).
+pub fn receive_master(listener: &UnixListener) -> (OwnedFd, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let conn = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("nobody connected to the console socket: {e}"),
+        }
+    };
+    conn.set_nonblocking(false)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut anc = RecvAncillaryBuffer::new(&mut space);
+    let mut buf = [0u8; 4096];
+    let n = recvmsg(
+        &conn,
+        &mut [IoSliceMut::new(&mut buf)],
+        &mut anc,
+        RecvFlags::CMSG_CLOEXEC,
+    )
+    .unwrap_or_else(|e| panic!("recvmsg on the console socket: {e}"))
+    .bytes;
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    for msg in anc.drain() {
+        if let RecvAncillaryMessage::ScmRights(it) = msg {
+            fds.extend(it);
+        }
+    }
+    assert_eq!(fds.len(), 1, "the console socket must carry exactly one fd");
+    (
+        fds.remove(0),
+        String::from_utf8_lossy(&buf[..n]).into_owned(),
+    )
 }
