@@ -110,6 +110,9 @@ impl Drop for Containerd {
         }
         Containerd::unmount_all_under(self.dir.path());
         let _ = fs::remove_dir_all(Path::new("/run/containerd/runc").join(&self.ns));
+        // ctr's cgroupsPath is /<namespace>/<id>: the runtime removes the leaf, the parent
+        // named after our unique namespace is ours to remove.
+        common::proc::remove_cgroups_named(&self.ns);
     }
 }
 
