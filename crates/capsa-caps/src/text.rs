@@ -166,7 +166,8 @@ impl CapState {
 pub struct GetpcapsStyle {
     /// `--verbose`: `Capabilities for 'PID': ...`.
     pub verbose: bool,
-    /// `--iab`: `PID: "text" [iab]` (takes precedence over verbose, as in getpcaps).
+    /// `--iab`: `PID: "text" [iab]`, or `PID: [iab]` when E, P and I are empty (takes
+    /// precedence over verbose, as in getpcaps).
     pub iab: bool,
 }
 
@@ -174,7 +175,9 @@ pub struct GetpcapsStyle {
 pub fn getpcaps_line(pid: u32, state: &CapState, last_cap: u8, style: GetpcapsStyle) -> String {
     let text = state.to_text(last_cap);
     if style.iab {
-        format!("{pid}: \"{text}\" [{}]", state.iab(last_cap))
+        // getpcaps leaves out the quoted text when the process holds no E/P/I caps at all.
+        let quoted = if text == "=" { String::new() } else { format!(" \"{text}\"") };
+        format!("{pid}:{quoted} [{}]", state.iab(last_cap))
     } else if style.verbose {
         format!("Capabilities for '{pid}': {text}")
     } else {
