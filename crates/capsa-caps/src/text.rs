@@ -176,7 +176,11 @@ pub fn getpcaps_line(pid: u32, state: &CapState, last_cap: u8, style: GetpcapsSt
     let text = state.to_text(last_cap);
     if style.iab {
         // getpcaps leaves out the quoted text when the process holds no E/P/I caps at all.
-        let quoted = if text == "=" { String::new() } else { format!(" \"{text}\"") };
+        let quoted = if text == "=" {
+            String::new()
+        } else {
+            format!(" \"{text}\"")
+        };
         format!("{pid}:{quoted} [{}]", state.iab(last_cap))
     } else if style.verbose {
         format!("Capabilities for '{pid}': {text}")
@@ -320,5 +324,72 @@ mod tests {
                 .starts_with("Securebits: 057/0x2f/6'b101111 (no-new-privs=1)\n")
         );
         assert!(securebits_lines(0x2f, true).contains(" secure-keep-caps: no (locked)\n"));
+    }
+
+    /// A minimal reader of libcap's text (cap_from_text(3) grammar) for round trips:
+    /// clauses split by spaces, `names` (empty = all) followed by `=`/`+`/`-` and flags.
+    fn from_text(text: &str, nbits: u32) -> (u64, u64, u64) {
+        let mut sets = [0u64; 3]; // e, i, p
+        let all = if nbits >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << nbits) - 1
+        };
+        for clause in text.split(' ') {
+            let split = clause.find(['=', '+', '-']).unwrap_or(clause.len());
+            let (names, mut ops) = clause.split_at(split);
+            let mask = if names.is_empty() {
+                all
+            } else {
+                names
+                    .split(',')
+                    .map(|n| {
+                        (0u8..64).find(|i| {
+                            Cap::from_index(*i).map(Cap::libcap_text_name).as_deref() == Some(n)
+                        })
+                    })
+                    .map(|i| 1u64 << i.unwrap_or_else(|| unreachable!("bad name")))
+                    .fold(0, |a, b| a | b)
+            };
+            while let Some(op) = ops.chars().next() {
+                let rest = &ops[1..];
+                let end = rest.find(['=', '+', '-']).unwrap_or(rest.len());
+                let fl = &rest[..end];
+                if op == '=' {
+                    sets.iter_mut().for_each(|s| *s &= !mask);
+                }
+                for (k, c) in ['e', 'i', 'p'].iter().enumerate() {
+                    if fl.contains(*c) {
+                        if op == '-' {
+                            sets[k] &= !mask
+                        } else {
+                            sets[k] |= mask
+                        }
+                    }
+                }
+                ops = &rest[end..];
+            }
+        }
+        (sets[0], sets[2], sets[1])
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cap_to_text_round_trips(e in 0u64..(1 << 41), p in 0u64..(1 << 41), i in 0u64..(1 << 41),
+                                   dense in proptest::bool::ANY) {
+            // Dense masks exercise a non-empty base state (`=ep ...`).
+            let (e, p, i) = if dense { (!e & FULL, !p & FULL, !i & FULL) } else { (e, p, i) };
+            let text = t(e, p, i);
+            proptest::prop_assert_eq!(from_text(&text, 41), (e, p, i), "{}", text);
+        }
+
+        #[test]
+        fn decode_round_trips(mask in proptest::num::u64::ANY) {
+            let line = decode_line(CapSet::from_bits(mask));
+            let (hex, names) = line.split_once('=').unwrap_or_default();
+            proptest::prop_assert_eq!(u64::from_str_radix(&hex[2..], 16).ok(), Some(mask));
+            let back = if names.is_empty() { 0 } else { from_text(&format!("{names}=e"), 64).0 };
+            proptest::prop_assert_eq!(back, mask);
+        }
     }
 }
