@@ -120,23 +120,38 @@ pub fn mount(root: &OwnedFd, target: &OwnedFd, m: &MountPlan, plan: &RootfsPlan)
         Mode::empty(),
     )
     .map_err(|e| StepError::sys("open", &m.dest, e, ""))?;
+    // Without a cgroup namespace each hierarchy is a bind of the container's own cgroup
+    // directory, as runc does, so the host's tree stays hidden; the tmpfs itself stays rw (runc).
+    let own = if plan.cgroupns {
+        None
+    } else {
+        Some(own_cgroups())
+    };
     for h in &plan.cgroup_hierarchies {
-        mount_hierarchy(&dir, h, flags, &m.dest)?;
-    }
-    if flags & libc::MS_RDONLY != 0 {
-        sys::mount(
-            None,
-            &fd_path(&top),
-            None,
-            (libc::MS_REMOUNT | libc::MS_BIND) | tmpfs_flags | flags,
-            None,
-        )
-        .map_err(|e| StepError::sys("remount read-only", &m.dest, e, ""))?;
+        mount_hierarchy(&dir, h, flags, &m.dest, own.as_deref())?;
     }
     Ok(())
 }
 
-fn mount_hierarchy(dir: &OwnedFd, h: &Hierarchy, flags: u64, dest: &str) -> Step {
+/// `controllers -> path` from /proc/self/cgroup (read before pivot_root: the host's procfs).
+fn own_cgroups() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let (_, ctrl, path) = (it.next()?, it.next()?, it.next()?);
+            Some((ctrl.to_string(), path.to_string()))
+        })
+        .collect()
+}
+
+fn mount_hierarchy(
+    dir: &OwnedFd,
+    h: &Hierarchy,
+    flags: u64,
+    dest: &str,
+    own: Option<&[(String, String)]>,
+) -> Step {
     match h {
         Hierarchy::Link { name, target } => {
             match rustix::fs::symlinkat(target.as_str(), dir, name.as_str()) {
@@ -144,40 +159,78 @@ fn mount_hierarchy(dir: &OwnedFd, h: &Hierarchy, flags: u64, dest: &str) -> Step
                 Err(e) => Err(StepError::sys("symlink", format!("{dest}/{name}"), e, "")),
             }
         }
+        // runc 1.1.5 shows no cgroup2 entry on a hybrid host; neither do we.
+        Hierarchy::Mount { fstype, .. } if fstype == "cgroup2" => Ok(()),
         Hierarchy::Mount {
             name,
             fstype,
             options,
         } => {
             let show = format!("{dest}/{name}");
-            match rustix::fs::mkdirat(dir, name.as_str(), Mode::from_raw_mode(0o755)) {
-                Ok(()) | Err(Errno::EXIST) => {}
-                Err(e) => return Err(StepError::sys("mkdir", &show, e, "")),
+            let sub = make_subdir(dir, name, &show)?;
+            match own {
+                Some(own) => bind_own(dir, &sub, name, options, own, flags, &show),
+                None => mount_fs(&sub, fstype, options, flags, &show),
             }
-            let sub = rustix::fs::openat(
-                dir,
-                name.as_str(),
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| StepError::sys("open", &show, e, ""))?;
-            let fs = CString::new(fstype.as_bytes()).unwrap_or_default();
-            let data = CString::new(options.as_bytes()).unwrap_or_default();
-            let data = if options.is_empty() {
-                None
-            } else {
-                Some(data.as_c_str())
-            };
-            sys::mount(Some(&fs), &fd_path(&sub), Some(&fs), flags, data).map_err(|e| {
-                StepError::sys(
-                    &format!("mount {fstype}"),
-                    format!("on {show}"),
-                    e,
-                    "is there a cgroup namespace?",
-                )
-            })
         }
     }
+}
+
+fn make_subdir(dir: &OwnedFd, name: &str, show: &str) -> Step<OwnedFd> {
+    match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(StepError::sys("mkdir", show, e, "")),
+    }
+    let how = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rustix::fs::openat(dir, name, how, Mode::empty())
+        .map_err(|e| StepError::sys("open", show, e, ""))
+}
+
+/// A fresh cgroup v1 mount (in a cgroup namespace it shows the namespace's root).
+fn mount_fs(sub: &OwnedFd, fstype: &str, options: &str, flags: u64, show: &str) -> Step {
+    let fs = CString::new(fstype.as_bytes()).unwrap_or_default();
+    let data = CString::new(options.as_bytes()).unwrap_or_default();
+    let data = if options.is_empty() {
+        None
+    } else {
+        Some(data.as_c_str())
+    };
+    sys::mount(Some(&fs), &fd_path(sub), Some(&fs), flags, data)
+        .map_err(|e| StepError::sys(&format!("mount {fstype}"), format!("on {show}"), e, ""))
+}
+
+/// Bind the host's `/sys/fs/cgroup/<name>/<our path>` (the cgroup the runtime put us in).
+fn bind_own(
+    dir: &OwnedFd,
+    sub: &OwnedFd,
+    name: &str,
+    options: &str,
+    own: &[(String, String)],
+    flags: u64,
+    show: &str,
+) -> Step {
+    let Some((_, path)) = own.iter().find(|(ctrl, _)| ctrl == options) else {
+        return Ok(());
+    };
+    let src = CString::new(format!("/sys/fs/cgroup/{name}{path}")).unwrap_or_default();
+    sys::mount(
+        Some(&src),
+        &fd_path(sub),
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .map_err(|e| StepError::sys("bind", src.to_string_lossy(), e, "is the cgroup there?"))?;
+    let extra = flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+    if extra == 0 {
+        return Ok(());
+    }
+    // The old fd names the covered directory: reopen by name to reach the new mount.
+    let how = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let top = rustix::fs::openat(dir, name, how, Mode::empty())
+        .map_err(|e| StepError::sys("reopen", show, e, ""))?;
+    super::remount_keep_locked(&top, libc::MS_BIND | libc::MS_REMOUNT | extra)
+        .map_err(|e| StepError::sys("remount", show, e, ""))
 }
 
 #[cfg(test)]

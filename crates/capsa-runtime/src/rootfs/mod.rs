@@ -446,6 +446,10 @@ fn propagate(root: &OwnedFd, m: &MountPlan) -> Step {
 /// maskedPaths and readonlyPaths, resolved inside the root (the container's /proc is mounted
 /// under it by now).
 pub fn protect_paths(plan: &RootfsPlan, root: &OwnedFd) -> Step {
+    // readonlyPaths first, then maskedPaths (runc's order).
+    for p in &plan.readonly_paths {
+        readonly_path(root, p)?;
+    }
     let mut dev_null: Option<OwnedFd> = None;
     for p in &plan.masked {
         let target = match resolve::open_in_root(root, p, OFlags::NOFOLLOW) {
@@ -477,9 +481,6 @@ pub fn protect_paths(plan: &RootfsPlan, root: &OwnedFd) -> Step {
                 .map_err(|e| StepError::sys("mask", p, e, "bind of /dev/null"))?;
             }
         }
-    }
-    for p in &plan.readonly_paths {
-        readonly_path(root, p)?;
     }
     Ok(())
 }
