@@ -27,16 +27,25 @@ pub enum Change {
 
 /// Parses one `--change` value.
 pub fn parse(s: &str) -> Result<Change> {
-    let bad = |reason: &str| ImageError::Change { change: s.to_string(), reason: reason.to_string() };
+    let bad = |reason: &str| ImageError::Change {
+        change: s.to_string(),
+        reason: reason.to_string(),
+    };
     let t = s.trim();
-    let (word, rest) = t.split_once(char::is_whitespace).map_or((t, ""), |(w, r)| (w, r.trim()));
+    let (word, rest) = t
+        .split_once(char::is_whitespace)
+        .map_or((t, ""), |(w, r)| (w, r.trim()));
     if rest.is_empty() {
         return Err(bad("the instruction needs an argument"));
     }
     Ok(match word.to_ascii_uppercase().as_str() {
         "CMD" => Change::Cmd(command_form(rest).ok_or_else(|| bad("malformed JSON array"))?),
-        "ENTRYPOINT" => Change::Entrypoint(command_form(rest).ok_or_else(|| bad("malformed JSON array"))?),
-        "ENV" => Change::Env(pairs(rest).ok_or_else(|| bad("want ENV key=value ... or ENV key value"))?),
+        "ENTRYPOINT" => {
+            Change::Entrypoint(command_form(rest).ok_or_else(|| bad("malformed JSON array"))?)
+        }
+        "ENV" => {
+            Change::Env(pairs(rest).ok_or_else(|| bad("want ENV key=value ... or ENV key value"))?)
+        }
         "LABEL" => Change::Label(pairs(rest).ok_or_else(|| bad("want LABEL key=value ..."))?),
         "WORKDIR" => {
             if !rest.starts_with('/') {
@@ -45,10 +54,25 @@ pub fn parse(s: &str) -> Result<Change> {
             Change::Workdir(rest.to_string())
         }
         "USER" => Change::User(rest.to_string()),
-        "EXPOSE" => Change::Expose(rest.split_whitespace().map(expose_port).collect::<Option<_>>().ok_or_else(|| bad("want EXPOSE port[/tcp|/udp] ..."))?),
-        "VOLUME" => Change::Volume(command_form(rest).ok_or_else(|| bad("malformed JSON array"))?.into_iter().flat_map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>()).collect()),
+        "EXPOSE" => Change::Expose(
+            rest.split_whitespace()
+                .map(expose_port)
+                .collect::<Option<_>>()
+                .ok_or_else(|| bad("want EXPOSE port[/tcp|/udp] ..."))?,
+        ),
+        "VOLUME" => Change::Volume(
+            command_form(rest)
+                .ok_or_else(|| bad("malformed JSON array"))?
+                .into_iter()
+                .flat_map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                .collect(),
+        ),
         "STOPSIGNAL" => Change::StopSignal(rest.to_string()),
-        _ => return Err(bad("only CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME and WORKDIR are supported")),
+        _ => {
+            return Err(bad(
+                "only CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME and WORKDIR are supported",
+            ));
+        }
     })
 }
 
@@ -143,7 +167,13 @@ pub fn apply(change: &Change, config: &mut Config) {
         }
         Change::Expose(ports) => {
             let mut all = config.exposed_ports().clone().unwrap_or_default();
-            all.extend(ports.iter().filter(|p| !all.contains(p)).cloned().collect::<Vec<_>>());
+            all.extend(
+                ports
+                    .iter()
+                    .filter(|p| !all.contains(p))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
             config.set_exposed_ports(Some(all));
         }
         Change::Label(kv) => {
@@ -153,7 +183,12 @@ pub fn apply(change: &Change, config: &mut Config) {
         }
         Change::Volume(v) => {
             let mut all = config.volumes().clone().unwrap_or_default();
-            all.extend(v.iter().filter(|p| !all.contains(p)).cloned().collect::<Vec<_>>());
+            all.extend(
+                v.iter()
+                    .filter(|p| !all.contains(p))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
             config.set_volumes(Some(all));
         }
         Change::StopSignal(s) => {
@@ -172,19 +207,48 @@ mod tests {
 
     #[test]
     fn dockerfile_forms() {
-        assert_eq!(p(r#"CMD ["httpd","-f"]"#), Change::Cmd(vec!["httpd".into(), "-f".into()]));
-        assert_eq!(p("CMD echo hi"), Change::Cmd(vec!["/bin/sh".into(), "-c".into(), "echo hi".into()]));
-        assert_eq!(p(r#"ENTRYPOINT ["/bin/sh"]"#), Change::Entrypoint(vec!["/bin/sh".into()]));
-        assert_eq!(p("ENV A=1 B=\"two words\""), Change::Env(vec![("A".into(), "1".into()), ("B".into(), "two words".into())]));
-        assert_eq!(p("ENV PATH /bin:/usr/bin"), Change::Env(vec![("PATH".into(), "/bin:/usr/bin".into())]));
+        assert_eq!(
+            p(r#"CMD ["httpd","-f"]"#),
+            Change::Cmd(vec!["httpd".into(), "-f".into()])
+        );
+        assert_eq!(
+            p("CMD echo hi"),
+            Change::Cmd(vec!["/bin/sh".into(), "-c".into(), "echo hi".into()])
+        );
+        assert_eq!(
+            p(r#"ENTRYPOINT ["/bin/sh"]"#),
+            Change::Entrypoint(vec!["/bin/sh".into()])
+        );
+        assert_eq!(
+            p("ENV A=1 B=\"two words\""),
+            Change::Env(vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "two words".into())
+            ])
+        );
+        assert_eq!(
+            p("ENV PATH /bin:/usr/bin"),
+            Change::Env(vec![("PATH".into(), "/bin:/usr/bin".into())])
+        );
         assert_eq!(p("workdir /srv"), Change::Workdir("/srv".into()));
         assert_eq!(p("USER 65534:65534"), Change::User("65534:65534".into()));
-        assert_eq!(p("EXPOSE 80 53/udp"), Change::Expose(vec!["80/tcp".into(), "53/udp".into()]));
+        assert_eq!(
+            p("EXPOSE 80 53/udp"),
+            Change::Expose(vec!["80/tcp".into(), "53/udp".into()])
+        );
     }
 
     #[test]
     fn bad_changes_are_refused() {
-        for bad in ["CMD", "RUN echo", "CMD [\"a\"", "WORKDIR rel", "EXPOSE http", "ENV =x", "ENV A=\"open"] {
+        for bad in [
+            "CMD",
+            "RUN echo",
+            "CMD [\"a\"",
+            "WORKDIR rel",
+            "EXPOSE http",
+            "ENV =x",
+            "ENV A=\"open",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }
@@ -194,6 +258,9 @@ mod tests {
         let mut c = Config::default();
         apply(&p("ENV A=1 B=2"), &mut c);
         apply(&p("ENV A=3"), &mut c);
-        assert_eq!(c.env().clone().unwrap_or_default(), vec!["B=2".to_string(), "A=3".to_string()]);
+        assert_eq!(
+            c.env().clone().unwrap_or_default(),
+            vec!["B=2".to_string(), "A=3".to_string()]
+        );
     }
 }

@@ -20,18 +20,34 @@ impl Digest {
     /// (OCI image-spec descriptor.md: sha256 is the one every implementation must support).
     pub fn parse(s: &str) -> Result<Self, ReferenceError> {
         let Some((algo, hex)) = s.split_once(':') else {
-            return Err(ReferenceError::new(s, "invalid digest format: want sha256:<64 hex digits>"));
+            return Err(ReferenceError::new(
+                s,
+                "invalid digest format: want sha256:<64 hex digits>",
+            ));
         };
         if algo != "sha256" {
-            return Err(ReferenceError::new(s, "unsupported digest algorithm: only sha256 is supported"));
+            return Err(ReferenceError::new(
+                s,
+                "unsupported digest algorithm: only sha256 is supported",
+            ));
         }
-        Self::from_hex(hex).ok_or_else(|| ReferenceError::new(s, "invalid checksum digest format: want 64 lowercase hex digits"))
+        Self::from_hex(hex).ok_or_else(|| {
+            ReferenceError::new(
+                s,
+                "invalid checksum digest format: want 64 lowercase hex digits",
+            )
+        })
     }
 
     /// Builds a digest from its 64 hex digits, or None when they are malformed.
     pub fn from_hex(hex: &str) -> Option<Self> {
-        let ok = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        ok.then(|| Digest { hex: hex.to_string() })
+        let ok = hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        ok.then(|| Digest {
+            hex: hex.to_string(),
+        })
     }
 
     /// The 64 hex digits.
@@ -50,7 +66,9 @@ impl Digest {
     }
 
     fn from_hasher(hasher: Sha256) -> Self {
-        Digest { hex: to_hex(&hasher.finalize()) }
+        Digest {
+            hex: to_hex(&hasher.finalize()),
+        }
     }
 }
 
@@ -107,7 +125,12 @@ pub struct TeeDigest<R, W> {
 
 impl<R: Read, W: Write> TeeDigest<R, W> {
     pub fn new(inner: R, sink: W) -> Self {
-        TeeDigest { inner, sink, hasher: Sha256::new(), bytes: 0 }
+        TeeDigest {
+            inner,
+            sink,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
     }
 
     /// Reads the rest of the input (tar's end-of-archive padding) so the digest covers it all,
@@ -159,9 +182,22 @@ mod tests {
     #[test]
     fn parse_refuses_bad_digests() {
         assert!(Digest::parse("sha256:abc").is_err());
-        assert!(Digest::parse("md5:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855").is_err());
-        assert!(Digest::parse("sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855").is_err());
-        assert!(Digest::parse("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855").is_ok());
+        assert!(
+            Digest::parse("md5:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+                .is_err()
+        );
+        assert!(
+            Digest::parse(
+                "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
+            )
+            .is_err()
+        );
+        assert!(
+            Digest::parse(
+                "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            )
+            .is_ok()
+        );
     }
 
     #[test]

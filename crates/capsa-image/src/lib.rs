@@ -10,12 +10,15 @@
 //! and `push` add producers and consumers of the same blobs: an image is an OCI manifest
 //! plus an OCI config, both stored as blobs by sha256, and its ID is the config digest.
 
+pub mod archive;
+pub mod auth;
 pub mod change;
 pub mod digest;
 pub mod error;
 pub mod import;
 mod lock;
 pub mod reference;
+pub mod registry;
 pub mod snapshot;
 pub mod store;
 pub mod time;
@@ -26,5 +29,7 @@ pub use error::{ImageError, Result};
 pub use import::ImportOptions;
 pub use reference::{Reference, ReferenceError};
 pub use snapshot::Snapshot;
-pub use store::{DEFAULT_ROOT, GcStats, Image, ImageStore, LayerRef, Lease, Removal, RemoveOptions};
+pub use store::{
+    DEFAULT_ROOT, GcStats, Image, ImageStore, LayerRef, Lease, Removal, RemoveOptions,
+};
 pub use unpack::{LayerStats, UnpackLimits, unpack_layer};

@@ -26,7 +26,8 @@ impl StoreLock {
             .write(true)
             .open(&path)
             .map_err(|e| ImageError::io("open the store lock", &path, e))?;
-        rustix::fs::flock(&file, FlockOperation::LockExclusive).map_err(|e| ImageError::sys("flock", &path, e))?;
+        rustix::fs::flock(&file, FlockOperation::LockExclusive)
+            .map_err(|e| ImageError::sys("flock", &path, e))?;
         Ok(StoreLock { _file: file })
     }
 }

@@ -26,7 +26,10 @@ pub struct ReferenceError {
 
 impl ReferenceError {
     pub(crate) fn new(input: &str, reason: impl Into<String>) -> Self {
-        ReferenceError { input: input.to_string(), reason: reason.into() }
+        ReferenceError {
+            input: input.to_string(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -62,7 +65,10 @@ impl Reference {
             ));
         }
         let (name_tag, digest) = match input.split_once('@') {
-            Some((n, d)) => (n, Some(Digest::parse(d).map_err(|e| ReferenceError::new(input, e.reason))?)),
+            Some((n, d)) => (
+                n,
+                Some(Digest::parse(d).map_err(|e| ReferenceError::new(input, e.reason))?),
+            ),
             None => (input, None),
         };
         let (name, tag) = split_tag(name_tag);
@@ -73,9 +79,17 @@ impl Reference {
         check_domain(input, &domain)?;
         check_path(input, &path)?;
         if domain.len() + 1 + path.len() > NAME_MAX {
-            return Err(ReferenceError::new(input, "repository name must not be more than 255 characters"));
+            return Err(ReferenceError::new(
+                input,
+                "repository name must not be more than 255 characters",
+            ));
         }
-        Ok(Reference { domain, path, tag: tag.map(str::to_string), digest })
+        Ok(Reference {
+            domain,
+            path,
+            tag: tag.map(str::to_string),
+            digest,
+        })
     }
 
     /// The registry host (and port): `docker.io`, `localhost:5000`.
@@ -99,7 +113,11 @@ impl Reference {
     /// Returns the same repository with another tag and no digest.
     pub fn with_tag(&self, tag: &str) -> Result<Self, ReferenceError> {
         check_tag(tag, tag)?;
-        Ok(Reference { tag: Some(tag.to_string()), digest: None, ..self.clone() })
+        Ok(Reference {
+            tag: Some(tag.to_string()),
+            digest: None,
+            ..self.clone()
+        })
     }
 
     /// The full repository name: `docker.io/library/busybox`.
@@ -166,14 +184,24 @@ fn split_tag(name_tag: &str) -> (&str, Option<&str>) {
 fn split_domain(name: &str) -> (String, String) {
     let (domain, path) = match name.split_once('/') {
         Some((first, rest))
-            if first.contains(['.', ':']) || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) =>
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.chars().any(|c| c.is_ascii_uppercase()) =>
         {
             (first.to_string(), rest.to_string())
         }
         _ => (DEFAULT_DOMAIN.to_string(), name.to_string()),
     };
-    let domain = if domain == LEGACY_DOMAIN { DEFAULT_DOMAIN.to_string() } else { domain };
-    let path = if domain == DEFAULT_DOMAIN && !path.contains('/') { format!("{OFFICIAL_PREFIX}{path}") } else { path };
+    let domain = if domain == LEGACY_DOMAIN {
+        DEFAULT_DOMAIN.to_string()
+    } else {
+        domain
+    };
+    let path = if domain == DEFAULT_DOMAIN && !path.contains('/') {
+        format!("{OFFICIAL_PREFIX}{path}")
+    } else {
+        path
+    };
     (domain, path)
 }
 
@@ -184,7 +212,11 @@ fn check_tag(input: &str, tag: &str) -> Result<(), ReferenceError> {
     let ok = tag.len() <= 128
         && chars.next().is_some_and(word)
         && chars.all(|c| word(c) || c == '.' || c == '-');
-    if ok { Ok(()) } else { Err(ReferenceError::new(input, format!("invalid tag {tag:?}"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(ReferenceError::new(input, format!("invalid tag {tag:?}")))
+    }
 }
 
 /// reference.go domain: dot-separated labels of `[a-zA-Z0-9-]` not starting or ending in `-`,
@@ -223,11 +255,17 @@ fn check_domain(input: &str, domain: &str) -> Result<(), ReferenceError> {
 /// reference.go path component: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`, components joined by `/`.
 fn check_path(input: &str, path: &str) -> Result<(), ReferenceError> {
     if path.chars().any(|c| c.is_ascii_uppercase()) {
-        return Err(ReferenceError::new(input, format!("repository name ({path}) must be lowercase")));
+        return Err(ReferenceError::new(
+            input,
+            format!("repository name ({path}) must be lowercase"),
+        ));
     }
     for comp in path.split('/') {
         if !path_component_ok(comp) {
-            return Err(ReferenceError::new(input, format!("invalid repository name component {comp:?}")));
+            return Err(ReferenceError::new(
+                input,
+                format!("invalid repository name component {comp:?}"),
+            ));
         }
     }
     Ok(())
@@ -264,7 +302,9 @@ mod tests {
     use super::*;
 
     fn full(s: &str) -> String {
-        Reference::parse(s).map(|r| r.to_string()).unwrap_or_else(|e| format!("ERR {e}"))
+        Reference::parse(s)
+            .map(|r| r.to_string())
+            .unwrap_or_else(|e| format!("ERR {e}"))
     }
 
     #[test]
@@ -272,20 +312,33 @@ mod tests {
         assert_eq!(full("busybox"), "docker.io/library/busybox:latest");
         assert_eq!(full("busybox:1.36"), "docker.io/library/busybox:1.36");
         assert_eq!(full("user/app"), "docker.io/user/app:latest");
-        assert_eq!(full("index.docker.io/library/nginx:1.27"), "docker.io/library/nginx:1.27");
+        assert_eq!(
+            full("index.docker.io/library/nginx:1.27"),
+            "docker.io/library/nginx:1.27"
+        );
         assert_eq!(full("docker.io/nginx"), "docker.io/library/nginx:latest");
         assert_eq!(full("localhost:5000/x/y:tag"), "localhost:5000/x/y:tag");
         assert_eq!(full("localhost/x"), "localhost/x:latest");
         assert_eq!(full("quay.io/a/b/c"), "quay.io/a/b/c:latest");
         assert_eq!(full("[::1]:5000/x"), "[::1]:5000/x:latest");
         let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        assert_eq!(full(&format!("busybox@{d}")), format!("docker.io/library/busybox@{d}"));
-        assert_eq!(full(&format!("localhost:5000/x/y:t@{d}")), format!("localhost:5000/x/y:t@{d}"));
+        assert_eq!(
+            full(&format!("busybox@{d}")),
+            format!("docker.io/library/busybox@{d}")
+        );
+        assert_eq!(
+            full(&format!("localhost:5000/x/y:t@{d}")),
+            format!("localhost:5000/x/y:t@{d}")
+        );
     }
 
     #[test]
     fn familiar_forms() {
-        let f = |s: &str| Reference::parse(s).map(|r| r.familiar()).unwrap_or_default();
+        let f = |s: &str| {
+            Reference::parse(s)
+                .map(|r| r.familiar())
+                .unwrap_or_default()
+        };
         assert_eq!(f("busybox"), "busybox:latest");
         assert_eq!(f("docker.io/library/busybox:1"), "busybox:1");
         assert_eq!(f("docker.io/user/app"), "user/app:latest");
@@ -330,7 +383,10 @@ mod tests {
 
     #[test]
     fn errors_say_why() {
-        let e = Reference::parse("Busybox").err().map(|e| e.to_string()).unwrap_or_default();
+        let e = Reference::parse("Busybox")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("must be lowercase"), "{e}");
     }
 }

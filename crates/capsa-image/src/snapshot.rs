@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{CWD, Mode};
 use rustix::io::Errno;
-use rustix::mount::{self as rmount, FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags};
+use rustix::mount::{
+    self as rmount, FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ImageError, Result};
@@ -45,28 +47,51 @@ struct Record {
 impl Snapshot {
     /// Leases the image, creates `upper`, `work` and `rootfs` in `dir`, and mounts overlayfs
     /// at `rootfs`. On failure nothing is left mounted and the lease is dropped.
-    pub fn prepare(store: &ImageStore, image: &Image, container_id: &str, dir: &Path) -> Result<Snapshot> {
+    pub fn prepare(
+        store: &ImageStore,
+        image: &Image,
+        container_id: &str,
+        dir: &Path,
+    ) -> Result<Snapshot> {
         check_container_id(container_id)?;
         if image.layers.is_empty() {
-            return Err(ImageError::Format(format!("image {} has no layers to mount", image.config.short())));
+            return Err(ImageError::Format(format!(
+                "image {} has no layers to mount",
+                image.config.short()
+            )));
         }
         let lease = store.add_lease(container_id, image)?;
-        let made = Self::create(store, lease, container_id, dir).and_then(|s| s.mount().map(|()| s));
+        let made =
+            Self::create(store, lease, container_id, dir).and_then(|s| s.mount().map(|()| s));
         if made.is_err() {
             let _ = Self::remove(store, container_id, dir);
         }
         made
     }
 
-    fn create(store: &ImageStore, lease: Lease, container_id: &str, dir: &Path) -> Result<Snapshot> {
-        let lower: Vec<PathBuf> = lease.layers.iter().rev().map(|l| store.layer_root(&l.diff_id)).collect();
+    fn create(
+        store: &ImageStore,
+        lease: Lease,
+        container_id: &str,
+        dir: &Path,
+    ) -> Result<Snapshot> {
+        let lower: Vec<PathBuf> = lease
+            .layers
+            .iter()
+            .rev()
+            .map(|l| store.layer_root(&l.diff_id))
+            .collect();
         let snap = Snapshot::paths(container_id, dir, lower.clone());
         fs::create_dir_all(dir).map_err(|e| ImageError::io("create", dir, e))?;
         for d in [&snap.upper, &snap.work, &snap.rootfs] {
-            rustix::fs::mkdir(d, Mode::from_raw_mode(0o755)).map_err(|e| ImageError::sys("mkdir", d, e))?;
+            rustix::fs::mkdir(d, Mode::from_raw_mode(0o755))
+                .map_err(|e| ImageError::sys("mkdir", d, e))?;
         }
-        let data = serde_json::to_vec_pretty(&Record { lease, lower })
-            .map_err(|e| ImageError::Json { path: dir.join(RECORD), source: e })?;
+        let data =
+            serde_json::to_vec_pretty(&Record { lease, lower }).map_err(|e| ImageError::Json {
+                path: dir.join(RECORD),
+                source: e,
+            })?;
         crate::store::write_atomic(dir, RECORD, &data, false)?;
         Ok(snap)
     }
@@ -86,13 +111,14 @@ impl Snapshot {
     pub fn load(container_id: &str, dir: &Path) -> Result<Snapshot> {
         let path = dir.join(RECORD);
         let data = fs::read(&path).map_err(|e| ImageError::io("read", &path, e))?;
-        let rec: Record = serde_json::from_slice(&data).map_err(|e| ImageError::Json { path, source: e })?;
+        let rec: Record =
+            serde_json::from_slice(&data).map_err(|e| ImageError::Json { path, source: e })?;
         Ok(Snapshot::paths(container_id, dir, rec.lower))
     }
 
     /// Whether overlayfs is mounted at `rootfs`.
     pub fn is_mounted(&self) -> bool {
-        rustix::fs::statfs(&self.rootfs).is_ok_and(|s| s.f_type as i64 == OVERLAYFS_MAGIC)
+        rustix::fs::statfs(&self.rootfs).is_ok_and(|s| s.f_type == OVERLAYFS_MAGIC)
     }
 
     /// Mounts overlayfs at `rootfs` with the new mount API: each lower dir is passed on its
@@ -120,35 +146,67 @@ impl Snapshot {
             }
         }
         let set = |k: &str, v: &Path| rmount::fsconfig_set_string(&fs, k, v);
-        set("upperdir", &self.upper).map_err(|e| self.mount_error("fsconfig upperdir", e, Some(&fs)))?;
-        set("workdir", &self.work).map_err(|e| self.mount_error("fsconfig workdir", e, Some(&fs)))?;
-        rmount::fsconfig_create(&fs).map_err(|e| self.mount_error("fsconfig create", e, Some(&fs)))?;
+        set("upperdir", &self.upper)
+            .map_err(|e| self.mount_error("fsconfig upperdir", e, Some(&fs)))?;
+        set("workdir", &self.work)
+            .map_err(|e| self.mount_error("fsconfig workdir", e, Some(&fs)))?;
+        rmount::fsconfig_create(&fs)
+            .map_err(|e| self.mount_error("fsconfig create", e, Some(&fs)))?;
         let mnt = rmount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
             .map_err(|e| self.mount_error("fsmount", e, Some(&fs)))?;
-        rmount::move_mount(mnt.as_fd(), "", CWD, &self.rootfs, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
-            .map_err(|e| self.mount_error("move_mount", e, None))?;
+        rmount::move_mount(
+            mnt.as_fd(),
+            "",
+            CWD,
+            &self.rootfs,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .map_err(|e| self.mount_error("move_mount", e, None))?;
         Ok(())
     }
 
     fn mount_legacy(&self) -> Result<()> {
-        let lower: Vec<String> = self.lower.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-        let opts = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), self.upper.display(), self.work.display());
+        let lower: Vec<String> = self
+            .lower
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.join(":"),
+            self.upper.display(),
+            self.work.display()
+        );
         if opts.len() >= 4096 {
             return Err(ImageError::Format(format!(
                 "the overlay options for {} layers exceed one page and this kernel lacks lowerdir+ (Linux 6.8)",
                 self.lower.len()
             )));
         }
-        let data = std::ffi::CString::new(opts).map_err(|_| ImageError::Format("overlay options contain a NUL byte".into()))?;
-        rmount::mount("overlay", &self.rootfs, "overlay", rmount::MountFlags::empty(), Some(data.as_c_str()))
-            .map_err(|e| ImageError::sys("mount overlay on", &self.rootfs, e))
+        let data = std::ffi::CString::new(opts)
+            .map_err(|_| ImageError::Format("overlay options contain a NUL byte".into()))?;
+        rmount::mount(
+            "overlay",
+            &self.rootfs,
+            "overlay",
+            rmount::MountFlags::empty(),
+            Some(data.as_c_str()),
+        )
+        .map_err(|e| ImageError::sys("mount overlay on", &self.rootfs, e))
     }
 
     /// The kernel explains fsconfig failures in the fs context's log (fsopen(2)); quote it.
     fn mount_error(&self, call: &'static str, e: Errno, fs: Option<&OwnedFd>) -> MountFailure {
         let log = fs.map(read_fs_log).unwrap_or_default();
-        let hint = if log.is_empty() { String::new() } else { format!(" (kernel: {log})") };
-        MountFailure::Failed(ImageError::Format(format!("cannot mount overlay on {}: {call}: {e}{hint}", self.rootfs.display())))
+        let hint = if log.is_empty() {
+            String::new()
+        } else {
+            format!(" (kernel: {log})")
+        };
+        MountFailure::Failed(ImageError::Format(format!(
+            "cannot mount overlay on {}: {call}: {e}{hint}",
+            self.rootfs.display()
+        )))
     }
 
     /// Unmounts `rootfs`; a busy mount is detached lazily (umount2 MNT_DETACH).
@@ -172,7 +230,10 @@ impl Snapshot {
         snap.unmount()?;
         if snap.is_mounted() {
             // Deleting through a live overlay would only whiteout files in upper/; stop instead.
-            return Err(ImageError::Format(format!("{} is still mounted; not removing the snapshot", snap.rootfs.display())));
+            return Err(ImageError::Format(format!(
+                "{} is still mounted; not removing the snapshot",
+                snap.rootfs.display()
+            )));
         }
         for d in [&snap.rootfs, &snap.upper, &snap.work] {
             match fs::remove_dir_all(d) {
@@ -213,10 +274,14 @@ fn check_container_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && !id.starts_with('.')
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
     if ok {
         Ok(())
     } else {
-        Err(ImageError::Format(format!("invalid container id {id:?}: use letters, digits, '_', '.', '-'")))
+        Err(ImageError::Format(format!(
+            "invalid container id {id:?}: use letters, digits, '_', '.', '-'"
+        )))
     }
 }

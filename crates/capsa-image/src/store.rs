@@ -100,6 +100,9 @@ pub enum Removal {
     Deleted(Digest),
 }
 
+/// The front end's answer to "does a container use this image?": the user's name, if any.
+pub type InUse = dyn Fn(&Image) -> Option<String>;
+
 /// Options for [`ImageStore::remove`].
 #[derive(Default)]
 pub struct RemoveOptions<'a> {
@@ -107,7 +110,7 @@ pub struct RemoveOptions<'a> {
     pub force: bool,
     /// Asked for each candidate image; returns a description of the user (a container name)
     /// when one uses it. Leases written by snapshots are checked in any case.
-    pub in_use: Option<&'a dyn Fn(&Image) -> Option<String>>,
+    pub in_use: Option<&'a InUse>,
 }
 
 /// What garbage collection removed.
@@ -128,8 +131,15 @@ impl ImageStore {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let store = ImageStore { root: root.into() };
-        for dir in [store.root.clone(), store.blobs_dir(), store.layers_dir(), store.tmp_dir(), store.leases_dir()] {
-            fs::create_dir_all(&dir).map_err(|e| ImageError::io("create the store directory", &dir, e))?;
+        for dir in [
+            store.root.clone(),
+            store.blobs_dir(),
+            store.layers_dir(),
+            store.tmp_dir(),
+            store.leases_dir(),
+        ] {
+            fs::create_dir_all(&dir)
+                .map_err(|e| ImageError::io("create the store directory", &dir, e))?;
         }
         Ok(store)
     }
@@ -171,7 +181,10 @@ impl ImageStore {
 
     /// Whether a layer is fully unpacked (its `complete` marker, written last, exists).
     pub fn layer_complete(&self, diff_id: &Digest) -> bool {
-        self.layers_dir().join(diff_id.hex()).join("complete").exists()
+        self.layers_dir()
+            .join(diff_id.hex())
+            .join("complete")
+            .exists()
     }
 
     /// Reads a blob and checks that it still hashes to its name.
@@ -180,7 +193,10 @@ impl ImageStore {
         let data = fs::read(&path).map_err(|e| ImageError::io("read blob", &path, e))?;
         let actual = Digest::of_bytes(&data);
         if &actual != digest {
-            return Err(ImageError::DigestMismatch { path, actual: actual.to_string() });
+            return Err(ImageError::DigestMismatch {
+                path,
+                actual: actual.to_string(),
+            });
         }
         Ok(data)
     }
@@ -191,7 +207,10 @@ impl ImageStore {
         let f = File::open(&path).map_err(|e| ImageError::io("open blob", &path, e))?;
         let (actual, size) = digest_reader(f).map_err(|e| ImageError::io("read blob", &path, e))?;
         if &actual != digest {
-            return Err(ImageError::DigestMismatch { path, actual: actual.to_string() });
+            return Err(ImageError::DigestMismatch {
+                path,
+                actual: actual.to_string(),
+            });
         }
         Ok(size)
     }
@@ -199,13 +218,19 @@ impl ImageStore {
     /// The image's OCI config, verified against its digest.
     pub fn config(&self, image: &Image) -> Result<oci_spec::image::ImageConfiguration> {
         let data = self.read_blob(&image.config)?;
-        serde_json::from_slice(&data).map_err(|e| ImageError::Json { path: self.blob_path(&image.config), source: e })
+        serde_json::from_slice(&data).map_err(|e| ImageError::Json {
+            path: self.blob_path(&image.config),
+            source: e,
+        })
     }
 
     /// The image's OCI manifest, verified against its digest.
     pub fn manifest(&self, image: &Image) -> Result<oci_spec::image::ImageManifest> {
         let data = self.read_blob(&image.manifest)?;
-        serde_json::from_slice(&data).map_err(|e| ImageError::Json { path: self.blob_path(&image.manifest), source: e })
+        serde_json::from_slice(&data).map_err(|e| ImageError::Json {
+            path: self.blob_path(&image.manifest),
+            source: e,
+        })
     }
 
     pub(crate) fn read_index(&self) -> Result<Index> {
@@ -221,15 +246,26 @@ impl ImageStore {
     /// Replaces images.json atomically (temp file, fsync, rename); the caller holds the lock.
     pub(crate) fn write_index(&self, index: &mut Index) -> Result<()> {
         index.version = INDEX_VERSION;
-        let data = serde_json::to_vec_pretty(index).map_err(|e| ImageError::Json { path: self.root.join(INDEX), source: e })?;
+        let data = serde_json::to_vec_pretty(index).map_err(|e| ImageError::Json {
+            path: self.root.join(INDEX),
+            source: e,
+        })?;
         write_atomic(&self.root, INDEX, &data, true)
     }
 
     /// Every image, newest first, with the names that point at it.
     pub fn images(&self) -> Result<Vec<Image>> {
         let index = self.read_index()?;
-        let mut out: Vec<Image> = index.images.keys().filter_map(|k| with_refs(&index, k)).collect();
-        out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.config.cmp(&b.config)));
+        let mut out: Vec<Image> = index
+            .images
+            .keys()
+            .filter_map(|k| with_refs(&index, k))
+            .collect();
+        out.sort_by(|a, b| {
+            b.created
+                .cmp(&a.created)
+                .then_with(|| a.config.cmp(&b.config))
+        });
         Ok(out)
     }
 
@@ -245,12 +281,18 @@ impl ImageStore {
     pub fn tag(&self, source: &str, target: &str) -> Result<Image> {
         let target = Reference::parse(target)?;
         if target.digest().is_some() {
-            return Err(ImageError::Conflict(format!("refusing to create a tag with a digest reference: {target}")));
+            return Err(ImageError::Conflict(format!(
+                "refusing to create a tag with a digest reference: {target}"
+            )));
         }
         let _lock = StoreLock::acquire(&self.root)?;
         let mut index = self.read_index()?;
         let (key, _) = find(&index, source)?;
-        let manifest = index.images.get(&key).map(|i| i.manifest.clone()).ok_or_else(|| ImageError::NotFound(source.to_string()))?;
+        let manifest = index
+            .images
+            .get(&key)
+            .map(|i| i.manifest.clone())
+            .ok_or_else(|| ImageError::NotFound(source.to_string()))?;
         index.refs.insert(target.to_string(), manifest);
         self.write_index(&mut index)?;
         with_refs(&index, &key).ok_or_else(|| ImageError::NotFound(source.to_string()))
@@ -262,7 +304,8 @@ impl ImageStore {
         let _lock = StoreLock::acquire(&self.root)?;
         let mut index = self.read_index()?;
         let (key, by_ref) = find(&index, name_or_id)?;
-        let image = with_refs(&index, &key).ok_or_else(|| ImageError::NotFound(name_or_id.to_string()))?;
+        let image =
+            with_refs(&index, &key).ok_or_else(|| ImageError::NotFound(name_or_id.to_string()))?;
         let mut out = Vec::new();
         if let Some(r) = by_ref.as_ref().filter(|_| image.references.len() > 1) {
             index.refs.remove(&r.to_string());
@@ -285,9 +328,19 @@ impl ImageStore {
     }
 
     /// Docker's refusals without `-f`: an image in use, or named in several repositories.
-    fn check_removable(&self, image: &Image, by_ref: Option<&Reference>, opts: &RemoveOptions<'_>) -> Result<()> {
+    fn check_removable(
+        &self,
+        image: &Image,
+        by_ref: Option<&Reference>,
+        opts: &RemoveOptions<'_>,
+    ) -> Result<()> {
         let id = image.config.short();
-        let mut users: Vec<String> = self.leases()?.into_iter().filter(|l| l.manifest == image.manifest).map(|l| l.container_id).collect();
+        let mut users: Vec<String> = self
+            .leases()?
+            .into_iter()
+            .filter(|l| l.manifest == image.manifest)
+            .map(|l| l.container_id)
+            .collect();
         if let Some(f) = opts.in_use
             && let Some(user) = f(image)
             && !users.contains(&user)
@@ -300,7 +353,9 @@ impl ImageStore {
                     "unable to remove repository reference \"{}\" (must force) - container {user} is using its referenced image {id}",
                     r.familiar()
                 ),
-                None => format!("unable to delete {id} (must be forced) - image is being used by container {user}"),
+                None => format!(
+                    "unable to delete {id} (must be forced) - image is being used by container {user}"
+                ),
             }));
         }
         if by_ref.is_none() && image.references.len() > 1 {
@@ -355,16 +410,26 @@ impl ImageStore {
 
     /// Renames the layer into tmp/ first, so a half-deleted layer is never seen under layers/.
     fn remove_layer_dir(&self, name: &str, path: &Path) -> Result<()> {
-        let doomed = self.tmp_dir().join(format!("gc-{name}-{}", std::process::id()));
-        fs::rename(path, &doomed).map_err(|e| ImageError::io("move layer out of the store", path, e))?;
+        let doomed = self
+            .tmp_dir()
+            .join(format!("gc-{name}-{}", std::process::id()));
+        fs::rename(path, &doomed)
+            .map_err(|e| ImageError::io("move layer out of the store", path, e))?;
         fs::remove_dir_all(&doomed).map_err(|e| ImageError::io("remove layer", &doomed, e))
     }
 
     fn remove_stale_tmp(&self) -> Result<()> {
         for (_, path) in list_dir(&self.tmp_dir())? {
-            let age = fs::symlink_metadata(&path).ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+            let age = fs::symlink_metadata(&path)
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok());
             if age.is_some_and(|a| a.as_secs() > STALE_TMP_SECS) {
-                let res = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+                let res = if path.is_dir() {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
                 res.map_err(|e| ImageError::io("remove stale staging entry", &path, e))?;
             }
         }
@@ -379,7 +444,10 @@ impl ImageStore {
                 continue;
             }
             let data = fs::read(&path).map_err(|e| ImageError::io("read lease", &path, e))?;
-            out.push(serde_json::from_slice(&data).map_err(|e| ImageError::Json { path: path.clone(), source: e })?);
+            out.push(serde_json::from_slice(&data).map_err(|e| ImageError::Json {
+                path: path.clone(),
+                source: e,
+            })?);
         }
         Ok(out)
     }
@@ -407,8 +475,16 @@ impl ImageStore {
             config: image.config.clone(),
             layers: image.layers.clone(),
         };
-        let data = serde_json::to_vec(&lease).map_err(|e| ImageError::Json { path: self.leases_dir(), source: e })?;
-        write_atomic(&self.leases_dir(), &format!("{container_id}.json"), &data, false)?;
+        let data = serde_json::to_vec(&lease).map_err(|e| ImageError::Json {
+            path: self.leases_dir(),
+            source: e,
+        })?;
+        write_atomic(
+            &self.leases_dir(),
+            &format!("{container_id}.json"),
+            &data,
+            false,
+        )?;
         Ok(lease)
     }
 
@@ -468,8 +544,14 @@ pub(crate) fn find(index: &Index, arg: &str) -> Result<(String, Option<Reference
 
 fn find_by_id(index: &Index, prefix: &str, arg: &str) -> Result<String> {
     let prefix = prefix.to_ascii_lowercase();
-    let mut hits = index.images.iter().filter(|(_, img)| img.config.hex().starts_with(&prefix)).map(|(k, _)| k.clone());
-    let first = hits.next().ok_or_else(|| ImageError::NotFound(arg.to_string()))?;
+    let mut hits = index
+        .images
+        .iter()
+        .filter(|(_, img)| img.config.hex().starts_with(&prefix))
+        .map(|(k, _)| k.clone());
+    let first = hits
+        .next()
+        .ok_or_else(|| ImageError::NotFound(arg.to_string()))?;
     // Several manifests may share one config (same image, other compression): any will do
     // unless the prefix is short enough to match different configs.
     let first_cfg = index.images.get(&first).map(|i| i.config.clone());
@@ -501,12 +583,16 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, data: &[u8], durable: bool) -
         .prefix(&format!(".{name}."))
         .tempfile_in(dir)
         .map_err(|e| ImageError::io("create temp file in", dir, e))?;
-    tmp.write_all(data).map_err(|e| ImageError::io("write", tmp.path(), e))?;
+    tmp.write_all(data)
+        .map_err(|e| ImageError::io("write", tmp.path(), e))?;
     if durable {
-        tmp.as_file().sync_all().map_err(|e| ImageError::io("fsync", tmp.path(), e))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| ImageError::io("fsync", tmp.path(), e))?;
     }
     let dest = dir.join(name);
-    tmp.persist(&dest).map_err(|e| ImageError::io("rename into place", &dest, e.error))?;
+    tmp.persist(&dest)
+        .map_err(|e| ImageError::io("rename into place", &dest, e.error))?;
     if durable {
         sync_dir(dir)?;
     }
@@ -514,7 +600,9 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, data: &[u8], durable: bool) -
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| ImageError::io("fsync directory", dir, e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| ImageError::io("fsync directory", dir, e))
 }
 
 /// Writes a small blob (config, manifest) into the store, verified by construction.

@@ -6,6 +6,9 @@ use std::ffi::OsString;
 #[derive(Parser)]
 #[command(name = "capsa", version, about = "A daemonless, least-privilege container runtime")]
 struct Cli {
+    /// Where images and container layers live (default /var/lib/capsa).
+    #[arg(long, global = true, env = "CAPSA_ROOT", value_name = "DIR")]
+    root: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -14,6 +17,14 @@ struct Cli {
 enum Command {
     /// Inspect, decode, explain and resolve Linux capabilities.
     Caps(crate::caps_cmd::CapsArgs),
+    /// Import a rootfs tarball as an image (like `docker import`).
+    Import(crate::image_cmd::ImportArgs),
+    /// List images.
+    Images(crate::image_cmd::ImagesArgs),
+    /// Remove images.
+    Rmi(crate::image_cmd::RmiArgs),
+    /// Give an image another name.
+    Tag(crate::image_cmd::TagArgs),
 }
 
 /// Parses the user command line and runs it; returns the process exit code.
@@ -27,5 +38,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
     };
     match cli.command {
         Command::Caps(args) => crate::caps_cmd::run(args),
+        Command::Import(args) => crate::image_cmd::import(cli.root.as_deref(), args),
+        Command::Images(args) => crate::image_cmd::images(cli.root.as_deref(), args),
+        Command::Rmi(args) => crate::image_cmd::rmi(cli.root.as_deref(), args),
+        Command::Tag(args) => crate::image_cmd::tag(cli.root.as_deref(), args),
     }
 }

@@ -18,7 +18,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+use rustix::fs::{
+    self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps,
+};
 use rustix::io::Errno;
 use tar::EntryType;
 
@@ -38,7 +40,10 @@ pub struct UnpackLimits {
 
 impl Default for UnpackLimits {
     fn default() -> Self {
-        UnpackLimits { max_bytes: 32 << 30, allow_devices: true }
+        UnpackLimits {
+            max_bytes: 32 << 30,
+            allow_devices: true,
+        }
     }
 }
 
@@ -53,11 +58,24 @@ pub struct LayerStats {
 /// Unpacks the tar stream `tar` into the existing empty directory `target`.
 ///
 /// `layer` names the layer in errors (a digest or the import source).
-pub fn unpack_layer(layer: &str, tar: impl Read, target: &Path, limits: &UnpackLimits) -> Result<LayerStats> {
-    let root = rfs::open(target, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| ImageError::sys("open", target, e))?;
+pub fn unpack_layer(
+    layer: &str,
+    tar: impl Read,
+    target: &Path,
+    limits: &UnpackLimits,
+) -> Result<LayerStats> {
+    let root = rfs::open(
+        target,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ImageError::sys("open", target, e))?;
     let exceeded = Rc::new(Cell::new(false));
-    let input = LimitReader { inner: tar, left: limits.max_bytes, exceeded: exceeded.clone() };
+    let input = LimitReader {
+        inner: tar,
+        left: limits.max_bytes,
+        exceeded: exceeded.clone(),
+    };
     let mut archive = tar::Archive::new(input);
     let mut w = Writer {
         layer: layer.to_string(),
@@ -123,7 +141,11 @@ struct Writer {
 
 impl Writer {
     fn refuse(&self, entry: &str, reason: impl Into<String>) -> ImageError {
-        ImageError::Unpack { layer: self.layer.clone(), entry: entry.to_string(), reason: reason.into() }
+        ImageError::Unpack {
+            layer: self.layer.clone(),
+            entry: entry.to_string(),
+            reason: reason.into(),
+        }
     }
 
     fn limit_error(&self, entry: &str) -> ImageError {
@@ -138,7 +160,10 @@ impl Writer {
 
     /// An error from the tar stream itself (not from one entry's write).
     fn stream_error(&self, after: Option<&str>, e: io::Error) -> ImageError {
-        let at = after.map_or_else(|| "<start of archive>".to_string(), |a| format!("<after {a}>"));
+        let at = after.map_or_else(
+            || "<start of archive>".to_string(),
+            |a| format!("<after {a}>"),
+        );
         if self.exceeded.get() {
             return self.limit_error(&at);
         }
@@ -147,7 +172,9 @@ impl Writer {
 
     fn sys(&self, entry: &str, call: &str, e: Errno) -> ImageError {
         let hint = match e {
-            Errno::XDEV | Errno::LOOP => " (a symlink or '..' in the path leads out of the layer: refused)",
+            Errno::XDEV | Errno::LOOP => {
+                " (a symlink or '..' in the path leads out of the layer: refused)"
+            }
             Errno::PERM | Errno::ACCESS => " (unpacking layers needs root)",
             _ => "",
         };
@@ -155,13 +182,20 @@ impl Writer {
     }
 
     fn apply<R: Read>(&mut self, mut entry: tar::Entry<'_, R>, name: &str) -> Result<()> {
-        let raw = entry.path_bytes().into_owned();
-        let comps = path::components(&raw).map_err(|r: PathRefusal| self.refuse(name, r.reason()))?;
         let kind = entry.header().entry_type();
-        if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink)
-        {
+        if matches!(
+            kind,
+            EntryType::XGlobalHeader
+                | EntryType::XHeader
+                | EntryType::GNULongName
+                | EntryType::GNULongLink
+        ) {
+            // Metadata records (pax global headers reach us as entries): nothing to write.
             return Ok(());
         }
+        let raw = entry.path_bytes().into_owned();
+        let comps =
+            path::components(&raw).map_err(|r: PathRefusal| self.refuse(name, r.reason()))?;
         let meta = self.meta(&mut entry, name)?;
         let Some((last, parents)) = comps.split_last() else {
             return self.apply_root(kind, &meta, name);
@@ -184,7 +218,10 @@ impl Writer {
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 self.write_node(&parent, last, kind, &entry, &meta, name)
             }
-            other => Err(self.refuse(name, format!("unsupported tar entry type {:?}", other.as_byte() as char))),
+            other => Err(self.refuse(
+                name,
+                format!("unsupported tar entry type {:?}", other.as_byte() as char),
+            )),
         }
     }
 
@@ -192,12 +229,18 @@ impl Writer {
     /// `mtime`, and `SCHILY.xattr.*` as GNU tar and Docker write them) override the header.
     fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta> {
         let h = entry.header();
-        let bad = |what: &str, e: io::Error| self.refuse(name, format!("bad {what} in tar header: {e}"));
+        let bad =
+            |what: &str, e: io::Error| self.refuse(name, format!("bad {what} in tar header: {e}"));
         let mut meta = Meta {
             mode: h.mode().map_err(|e| bad("mode", e))? & 0o7777,
-            uid: u32::try_from(h.uid().map_err(|e| bad("uid", e))?).map_err(|_| self.refuse(name, "uid out of range"))?,
-            gid: u32::try_from(h.gid().map_err(|e| bad("gid", e))?).map_err(|_| self.refuse(name, "gid out of range"))?,
-            mtime: Timespec { tv_sec: h.mtime().map_err(|e| bad("mtime", e))? as i64, tv_nsec: 0 },
+            uid: u32::try_from(h.uid().map_err(|e| bad("uid", e))?)
+                .map_err(|_| self.refuse(name, "uid out of range"))?,
+            gid: u32::try_from(h.gid().map_err(|e| bad("gid", e))?)
+                .map_err(|_| self.refuse(name, "gid out of range"))?,
+            mtime: Timespec {
+                tv_sec: h.mtime().map_err(|e| bad("mtime", e))? as i64,
+                tv_nsec: 0,
+            },
             xattrs: Vec::new(),
         };
         let Some(pax) = entry.pax_extensions().map_err(|e| bad("pax header", e))? else {
@@ -207,7 +250,11 @@ impl Writer {
             let ext = ext.map_err(|e| bad("pax record", e))?;
             let Ok(key) = ext.key() else { continue };
             let value = ext.value_bytes();
-            let num = || std::str::from_utf8(value).ok().and_then(|v| v.parse::<u32>().ok());
+            let num = || {
+                std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<u32>().ok())
+            };
             match key {
                 "uid" => meta.uid = num().ok_or_else(|| self.refuse(name, "bad pax uid"))?,
                 "gid" => meta.gid = num().ok_or_else(|| self.refuse(name, "bad pax gid"))?,
@@ -227,8 +274,13 @@ impl Writer {
         if kind != EntryType::Directory {
             return Err(self.refuse(name, "only a directory may name the layer root"));
         }
-        let dir = rfs::openat(&self.root, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| self.sys(name, "open", e))?;
+        let dir = rfs::openat(
+            &self.root,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.sys(name, "open", e))?;
         self.set_fd_meta(&dir, meta, name)?;
         self.dir_times.push((b".".to_vec(), meta.mtime));
         Ok(())
@@ -245,7 +297,9 @@ impl Writer {
         let fd = match self.resolve_dir(&key) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => self.create_parents(parents, name)?,
-            Err(Errno::NOTDIR) => return Err(self.refuse(name, "a parent of this entry is not a directory")),
+            Err(Errno::NOTDIR) => {
+                return Err(self.refuse(name, "a parent of this entry is not a directory"));
+            }
             Err(e) => return Err(self.sys(name, "openat2 (parent directory)", e)),
         };
         let fd = Rc::new(fd);
@@ -265,7 +319,9 @@ impl Writer {
 
     /// Tars may omit parent directory entries; create them 0755 root-owned as tar(1) does.
     fn create_parents(&mut self, parents: &[&OsStr], name: &str) -> Result<OwnedFd> {
-        let mut fd = self.resolve_dir(b".").map_err(|e| self.sys(name, "openat2 (layer root)", e))?;
+        let mut fd = self
+            .resolve_dir(b".")
+            .map_err(|e| self.sys(name, "openat2 (layer root)", e))?;
         for i in 1..=parents.len() {
             match self.resolve_dir(&path::join(&parents[..i])) {
                 Ok(next) => fd = next,
@@ -277,7 +333,9 @@ impl Writer {
                         .resolve_dir(&path::join(&parents[..i]))
                         .map_err(|e| self.sys(name, "openat2 (parent directory)", e))?;
                 }
-                Err(Errno::NOTDIR) => return Err(self.refuse(name, "a parent of this entry is not a directory")),
+                Err(Errno::NOTDIR) => {
+                    return Err(self.refuse(name, "a parent of this entry is not a directory"));
+                }
                 Err(e) => return Err(self.sys(name, "openat2 (parent directory)", e)),
             }
         }
@@ -287,7 +345,13 @@ impl Writer {
     /// Makes room for a new entry: an existing directory stays when a directory comes again
     /// (tar merges), anything else is removed first (later entries win, as in tar(1)).
     /// Returns whether a directory was kept.
-    fn clear_slot(&mut self, parent: &OwnedFd, last: &OsStr, want_dir: bool, name: &str) -> Result<bool> {
+    fn clear_slot(
+        &mut self,
+        parent: &OwnedFd,
+        last: &OsStr,
+        want_dir: bool,
+        name: &str,
+    ) -> Result<bool> {
         let st = match rfs::statat(parent, last, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::NOENT) => return Ok(false),
@@ -301,19 +365,34 @@ impl Writer {
         self.parent_cache = None;
         if is_dir {
             let p = proc_path(parent, last);
-            std::fs::remove_dir_all(&p).map_err(|e| self.refuse(name, format!("cannot replace directory: {e}")))?;
+            std::fs::remove_dir_all(&p)
+                .map_err(|e| self.refuse(name, format!("cannot replace directory: {e}")))?;
         } else {
-            rfs::unlinkat(parent, last, AtFlags::empty()).map_err(|e| self.sys(name, "unlinkat", e))?;
+            rfs::unlinkat(parent, last, AtFlags::empty())
+                .map_err(|e| self.sys(name, "unlinkat", e))?;
         }
         Ok(false)
     }
 
-    fn write_dir(&mut self, parent: &OwnedFd, parents: &[&OsStr], last: &OsStr, meta: &Meta, name: &str) -> Result<()> {
+    fn write_dir(
+        &mut self,
+        parent: &OwnedFd,
+        parents: &[&OsStr],
+        last: &OsStr,
+        meta: &Meta,
+        name: &str,
+    ) -> Result<()> {
         if !self.clear_slot(parent, last, true, name)? {
-            rfs::mkdirat(parent, last, Mode::from_raw_mode(0o700)).map_err(|e| self.sys(name, "mkdirat", e))?;
+            rfs::mkdirat(parent, last, Mode::from_raw_mode(0o700))
+                .map_err(|e| self.sys(name, "mkdirat", e))?;
         }
-        let dir = rfs::openat(parent, last, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| self.sys(name, "openat (directory)", e))?;
+        let dir = rfs::openat(
+            parent,
+            last,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.sys(name, "openat (directory)", e))?;
         self.set_fd_meta(&dir, meta, name)?;
         let mut full = parents.to_vec();
         full.push(last);
@@ -330,8 +409,10 @@ impl Writer {
         name: &str,
     ) -> Result<()> {
         self.clear_slot(parent, last, false, name)?;
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rfs::openat(parent, last, flags, Mode::from_raw_mode(0o600)).map_err(|e| self.sys(name, "openat (create)", e))?;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rfs::openat(parent, last, flags, Mode::from_raw_mode(0o600))
+            .map_err(|e| self.sys(name, "openat (create)", e))?;
         let mut file = std::fs::File::from(fd);
         self.copy_data(entry, &mut file, name)?;
         self.set_fd_meta(&file, meta, name)?;
@@ -339,7 +420,12 @@ impl Writer {
     }
 
     /// Copies entry data, counting against the limit (sparse entries expand while read).
-    fn copy_data(&mut self, src: &mut impl Read, dst: &mut std::fs::File, name: &str) -> Result<()> {
+    fn copy_data(
+        &mut self,
+        src: &mut impl Read,
+        dst: &mut std::fs::File,
+        name: &str,
+    ) -> Result<()> {
         let mut buf = vec![0u8; 128 * 1024];
         loop {
             let n = match src.read(&mut buf) {
@@ -352,15 +438,20 @@ impl Writer {
             if self.stats.bytes > self.limits.max_bytes {
                 return Err(self.limit_error(name));
             }
-            dst.write_all(&buf[..n]).map_err(|e| self.refuse(name, format!("write: {e}")))?;
+            dst.write_all(&buf[..n])
+                .map_err(|e| self.refuse(name, format!("write: {e}")))?;
         }
     }
 
     /// Order matters: chown(2) clears set-user-ID and set-group-ID bits and the kernel drops
     /// `security.capability` on chown and on write, so chown, then chmod, then xattrs.
     fn set_fd_meta(&self, fd: &impl AsFd, meta: &Meta, name: &str) -> Result<()> {
-        rfs::fchown(fd, Some(rfs::Uid::from_raw(meta.uid)), Some(rfs::Gid::from_raw(meta.gid)))
-            .map_err(|e| self.sys(name, "fchown", e))?;
+        rfs::fchown(
+            fd,
+            Some(rfs::Uid::from_raw(meta.uid)),
+            Some(rfs::Gid::from_raw(meta.gid)),
+        )
+        .map_err(|e| self.sys(name, "fchown", e))?;
         rfs::fchmod(fd, Mode::from_raw_mode(meta.mode)).map_err(|e| self.sys(name, "fchmod", e))?;
         for (key, value) in &meta.xattrs {
             if !xattr_allowed(key) {
@@ -373,31 +464,48 @@ impl Writer {
         Ok(())
     }
 
-    fn write_symlink<R: Read>(&mut self, parent: &OwnedFd, last: &OsStr, entry: &tar::Entry<'_, R>, meta: &Meta, name: &str) -> Result<()> {
+    fn write_symlink<R: Read>(
+        &mut self,
+        parent: &OwnedFd,
+        last: &OsStr,
+        entry: &tar::Entry<'_, R>,
+        meta: &Meta,
+        name: &str,
+    ) -> Result<()> {
         // The link text is data: it is resolved later, inside the container's root.
         let target = entry
             .link_name_bytes()
             .ok_or_else(|| self.refuse(name, "symlink without a target"))?
             .into_owned();
         self.clear_slot(parent, last, false, name)?;
-        rfs::symlinkat(OsStr::from_bytes(&target), parent, last).map_err(|e| self.sys(name, "symlinkat", e))?;
+        rfs::symlinkat(OsStr::from_bytes(&target), parent, last)
+            .map_err(|e| self.sys(name, "symlinkat", e))?;
         self.set_nofollow_meta(parent, last, meta, false, name)
     }
 
     /// A hard link's target must already be in this layer; its path gets the same checks
     /// as an entry path, so it cannot name a file outside the layer.
-    fn write_hardlink<R: Read>(&mut self, parent: &OwnedFd, last: &OsStr, entry: &tar::Entry<'_, R>, name: &str) -> Result<()> {
+    fn write_hardlink<R: Read>(
+        &mut self,
+        parent: &OwnedFd,
+        last: &OsStr,
+        entry: &tar::Entry<'_, R>,
+        name: &str,
+    ) -> Result<()> {
         let raw = entry
             .link_name_bytes()
             .ok_or_else(|| self.refuse(name, "hard link without a target"))?
             .into_owned();
-        let tcomps = path::components(&raw).map_err(|r| self.refuse(name, format!("hard link target: {}", r.reason())))?;
+        let tcomps = path::components(&raw)
+            .map_err(|r| self.refuse(name, format!("hard link target: {}", r.reason())))?;
         let Some((tlast, tparents)) = tcomps.split_last() else {
             return Err(self.refuse(name, "hard link to the layer root"));
         };
         let tparent = match self.resolve_dir(&path::join(tparents)) {
             Ok(fd) => fd,
-            Err(Errno::NOENT | Errno::NOTDIR) => return Err(self.refuse(name, "hard link target is not in this layer")),
+            Err(Errno::NOENT | Errno::NOTDIR) => {
+                return Err(self.refuse(name, "hard link target is not in this layer"));
+            }
             Err(e) => return Err(self.sys(name, "openat2 (hard link target)", e)),
         };
         self.clear_slot(parent, last, false, name)?;
@@ -408,7 +516,15 @@ impl Writer {
         }
     }
 
-    fn write_node<R: Read>(&mut self, parent: &OwnedFd, last: &OsStr, kind: EntryType, entry: &tar::Entry<'_, R>, meta: &Meta, name: &str) -> Result<()> {
+    fn write_node<R: Read>(
+        &mut self,
+        parent: &OwnedFd,
+        last: &OsStr,
+        kind: EntryType,
+        entry: &tar::Entry<'_, R>,
+        meta: &Meta,
+        name: &str,
+    ) -> Result<()> {
         let ft = match kind {
             EntryType::Char => FileType::CharacterDevice,
             EntryType::Block => FileType::BlockDevice,
@@ -421,49 +537,94 @@ impl Writer {
         let num = |v: io::Result<Option<u32>>| v.ok().flatten().unwrap_or(0);
         let dev = rfs::makedev(num(h.device_major()), num(h.device_minor()));
         self.clear_slot(parent, last, false, name)?;
-        rfs::mknodat(parent, last, ft, Mode::from_raw_mode(0o600), dev).map_err(|e| self.sys(name, "mknodat", e))?;
+        rfs::mknodat(parent, last, ft, Mode::from_raw_mode(0o600), dev)
+            .map_err(|e| self.sys(name, "mknodat", e))?;
         self.set_nofollow_meta(parent, last, meta, true, name)
     }
 
     /// Metadata for entries that cannot be opened safely (symlinks, device nodes, fifos):
     /// *at calls with AT_SYMLINK_NOFOLLOW, and lsetxattr through the parent fd's /proc path.
-    fn set_nofollow_meta(&self, parent: &OwnedFd, last: &OsStr, meta: &Meta, chmod: bool, name: &str) -> Result<()> {
-        rfs::chownat(parent, last, Some(rfs::Uid::from_raw(meta.uid)), Some(rfs::Gid::from_raw(meta.gid)), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| self.sys(name, "fchownat", e))?;
+    fn set_nofollow_meta(
+        &self,
+        parent: &OwnedFd,
+        last: &OsStr,
+        meta: &Meta,
+        chmod: bool,
+        name: &str,
+    ) -> Result<()> {
+        rfs::chownat(
+            parent,
+            last,
+            Some(rfs::Uid::from_raw(meta.uid)),
+            Some(rfs::Gid::from_raw(meta.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| self.sys(name, "fchownat", e))?;
         if chmod {
             // Not a symlink (we just made it), so following is moot; mknod's mode was masked by umask.
-            rfs::chmodat(parent, last, Mode::from_raw_mode(meta.mode), AtFlags::empty()).map_err(|e| self.sys(name, "fchmodat", e))?;
+            rfs::chmodat(
+                parent,
+                last,
+                Mode::from_raw_mode(meta.mode),
+                AtFlags::empty(),
+            )
+            .map_err(|e| self.sys(name, "fchmodat", e))?;
             let p = proc_path(parent, last);
             for (key, value) in meta.xattrs.iter().filter(|(k, _)| xattr_allowed(k)) {
-                rfs::lsetxattr(&p, key.as_os_str(), value, rfs::XattrFlags::empty()).map_err(|e| self.sys(name, "lsetxattr", e))?;
+                rfs::lsetxattr(&p, key.as_os_str(), value, rfs::XattrFlags::empty())
+                    .map_err(|e| self.sys(name, "lsetxattr", e))?;
             }
         }
-        rfs::utimensat(parent, last, &times(meta.mtime), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| self.sys(name, "utimensat", e))
+        rfs::utimensat(parent, last, &times(meta.mtime), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| self.sys(name, "utimensat", e))
     }
 
     /// `.wh.<target>` becomes the overlay whiteout: a char device 0:0 named `<target>`.
     fn write_whiteout(&mut self, parents: &[&OsStr], target: &OsStr, name: &str) -> Result<()> {
         let parent = self.parent(parents, name)?;
         self.clear_slot(&parent, target, false, name)?;
-        rfs::mknodat(&*parent, target, FileType::CharacterDevice, Mode::empty(), rfs::makedev(0, 0))
-            .map_err(|e| self.sys(name, "mknodat (whiteout)", e))
+        rfs::mknodat(
+            &*parent,
+            target,
+            FileType::CharacterDevice,
+            Mode::empty(),
+            rfs::makedev(0, 0),
+        )
+        .map_err(|e| self.sys(name, "mknodat (whiteout)", e))
     }
 
     /// `.wh..wh..opq` becomes `trusted.overlay.opaque=y` on its directory.
     fn mark_opaque(&mut self, parents: &[&OsStr], name: &str) -> Result<()> {
         let parent = self.parent(parents, name)?;
-        let dir = rfs::openat(&*parent, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| self.sys(name, "openat (opaque directory)", e))?;
-        rfs::fsetxattr(&dir, whiteout::OVERLAY_OPAQUE_XATTR, b"y", rfs::XattrFlags::empty())
-            .map_err(|e| self.sys(name, "fsetxattr trusted.overlay.opaque", e))
+        let dir = rfs::openat(
+            &*parent,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.sys(name, "openat (opaque directory)", e))?;
+        rfs::fsetxattr(
+            &dir,
+            whiteout::OVERLAY_OPAQUE_XATTR,
+            b"y",
+            rfs::XattrFlags::empty(),
+        )
+        .map_err(|e| self.sys(name, "fsetxattr trusted.overlay.opaque", e))
     }
 
     fn restore_dir_times(&self) -> Result<()> {
         for (rel, mtime) in self.dir_times.iter().rev() {
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
-            match rfs::openat2(&self.root, OsStr::from_bytes(rel), flags, Mode::empty(), resolve) {
-                Ok(fd) => rfs::futimens(&fd, &times(*mtime)).map_err(|e| self.sys(&String::from_utf8_lossy(rel), "futimens", e))?,
+            match rfs::openat2(
+                &self.root,
+                OsStr::from_bytes(rel),
+                flags,
+                Mode::empty(),
+                resolve,
+            ) {
+                Ok(fd) => rfs::futimens(&fd, &times(*mtime))
+                    .map_err(|e| self.sys(&String::from_utf8_lossy(rel), "futimens", e))?,
                 // Replaced or removed by a later entry: nothing to restore.
                 Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => {}
                 Err(e) => return Err(self.sys(&String::from_utf8_lossy(rel), "openat2", e)),
@@ -478,7 +639,9 @@ impl Writer {
 /// and only the whiteout conversion writes those. `user.overlay.*` likewise.
 fn xattr_allowed(key: &OsStr) -> bool {
     let k = key.as_bytes();
-    (k.starts_with(b"user.") && !k.starts_with(b"user.overlay.")) || k.starts_with(b"security.") || k.starts_with(b"system.posix_acl_")
+    (k.starts_with(b"user.") && !k.starts_with(b"user.overlay."))
+        || k.starts_with(b"security.")
+        || k.starts_with(b"system.posix_acl_")
 }
 
 fn proc_path(dir: &OwnedFd, last: &OsStr) -> PathBuf {
@@ -488,7 +651,10 @@ fn proc_path(dir: &OwnedFd, last: &OsStr) -> PathBuf {
 }
 
 fn times(mtime: Timespec) -> Timestamps {
-    Timestamps { last_access: mtime, last_modification: mtime }
+    Timestamps {
+        last_access: mtime,
+        last_modification: mtime,
+    }
 }
 
 /// pax `mtime` is decimal seconds with an optional fraction (POSIX pax "mtime").
@@ -497,7 +663,11 @@ fn parse_pax_time(v: &[u8]) -> Option<Timespec> {
     let (sec, frac) = s.split_once('.').unwrap_or((s, ""));
     let tv_sec = sec.parse::<i64>().ok()?;
     let digits: String = frac.chars().take(9).collect();
-    let tv_nsec = if digits.is_empty() { 0 } else { format!("{digits:0<9}").parse::<i64>().ok()? };
+    let tv_nsec = if digits.is_empty() {
+        0
+    } else {
+        format!("{digits:0<9}").parse::<i64>().ok()?
+    };
     Some(Timespec { tv_sec, tv_nsec })
 }
 

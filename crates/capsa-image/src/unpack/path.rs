@@ -20,7 +20,9 @@ impl PathRefusal {
     pub fn reason(self) -> &'static str {
         match self {
             PathRefusal::Absolute => "absolute paths are refused (layer entries must be relative)",
-            PathRefusal::DotDot => "paths with '..' components are refused (they could leave the layer)",
+            PathRefusal::DotDot => {
+                "paths with '..' components are refused (they could leave the layer)"
+            }
         }
     }
 }
@@ -62,7 +64,8 @@ mod tests {
     use super::*;
 
     fn comps(s: &str) -> Result<Vec<String>, PathRefusal> {
-        components(s.as_bytes()).map(|v| v.iter().map(|c| c.to_string_lossy().into_owned()).collect())
+        components(s.as_bytes())
+            .map(|v| v.iter().map(|c| c.to_string_lossy().into_owned()).collect())
     }
 
     #[test]
@@ -70,7 +73,10 @@ mod tests {
         assert_eq!(comps("./bin/sh"), Ok(vec!["bin".into(), "sh".into()]));
         assert_eq!(comps("bin//sh/"), Ok(vec!["bin".into(), "sh".into()]));
         assert_eq!(comps("./"), Ok(vec![]));
-        assert_eq!(comps("a/..b/c.."), Ok(vec!["a".into(), "..b".into(), "c..".into()]));
+        assert_eq!(
+            comps("a/..b/c.."),
+            Ok(vec!["a".into(), "..b".into(), "c..".into()])
+        );
     }
 
     #[test]
