@@ -47,9 +47,19 @@ fn check_one(path: &CStr, self_exe: (u64, u64)) -> Step<Option<CString>> {
     }
     let mut head = [0u8; 1024];
     let n = rustix::io::read(&fd, &mut head).unwrap_or(0);
-    Ok(interpreter(&head[..n], |off, buf| {
-        rustix::io::pread(&fd, buf, off).unwrap_or(0)
-    }))
+    let head = &head[..n];
+    // Program headers normally sit in the first KiB: serve them from `head`, pread otherwise.
+    let read_at = |off: u64, buf: &mut [u8]| {
+        let start = off as usize;
+        match head.get(start..start.saturating_add(buf.len())) {
+            Some(src) => {
+                buf.copy_from_slice(src);
+                buf.len()
+            }
+            None => rustix::io::pread(&fd, buf, off).unwrap_or(0),
+        }
+    };
+    Ok(interpreter(head, read_at))
 }
 
 /// The interpreter a file names: `#!` line or ELF64 PT_INTERP. `read_at` reads more of the file.
