@@ -7,6 +7,7 @@
 mod caps_cmd;
 mod cli;
 mod image_cmd;
+mod registry_cmd;
 mod runc;
 
 fn main() {
