@@ -38,7 +38,7 @@ pub enum Error {
     NotRunning(String),
 
     #[error(
-        "cannot remove container {name}: container is {state}: stop the container before removing or force remove"
+        "cannot remove container \"/{name}\": container is {state}: stop the container before removing or force remove"
     )]
     RemoveRunning { name: String, state: String },
 

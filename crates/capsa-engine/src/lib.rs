@@ -11,15 +11,25 @@
 //! The binary on top only parses flags and prints.
 
 pub mod caps;
+pub mod create;
+pub mod engine;
 pub mod error;
+pub mod exec;
 pub mod names;
 pub mod options;
 pub mod paths;
+pub mod query;
 pub mod record;
 pub mod spec;
+pub mod status;
+mod sys;
 pub mod time;
 pub mod user;
 
+pub use create::Created;
+pub use engine::Engine;
 pub use error::Error;
+pub use exec::ExecOptions;
 pub use options::{ContainerConfig, RunOptions};
 pub use paths::Paths;
+pub use query::PsRow;

@@ -5,9 +5,9 @@
 //! Docker-style user front end.
 
 mod caps_cmd;
+mod container_cmd;
 mod cli;
 mod image_cmd;
-mod registry_cmd;
 mod runc;
 
 fn main() {

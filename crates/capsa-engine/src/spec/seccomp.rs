@@ -26,9 +26,10 @@ pub fn profile(cfg: &ContainerConfig, bounding: CapSet) -> Result<(Option<Value>
 }
 
 fn default_profile(bounding: CapSet) -> Result<Option<Value>> {
-    // TODO(seccomp): `capsa_runtime::seccomp::docker_default(bounding)` once it lands.
-    let _ = bounding;
-    Ok(None)
+    let profile = capsa_runtime::seccomp::docker_default(bounding);
+    serde_json::to_value(profile)
+        .map(Some)
+        .map_err(|e| Error::Runtime(format!("cannot serialize the default seccomp profile: {e}")))
 }
 
 /// Reads a profile file and turns Docker's format into OCI `linux.seccomp`.
