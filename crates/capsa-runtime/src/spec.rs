@@ -215,12 +215,17 @@ fn check_namespaces(value: &Value) -> Result<(), SpecError> {
 /// EPERM (a process can never gain a capability missing from its bounding set), so they are
 /// left out with a warning instead of failing the container.
 pub fn filter_capabilities(value: &mut Value, grantable: CapSet) -> Vec<String> {
+    match value.pointer_mut("/process/capabilities") {
+        Some(caps) => filter_capability_sets(caps, grantable),
+        None => Vec::new(),
+    }
+}
+
+/// [`filter_capabilities`] on one `capabilities` object (of a config or of an exec process).
+pub fn filter_capability_sets(caps: &mut Value, grantable: CapSet) -> Vec<String> {
     let mut unknown: Vec<String> = Vec::new();
     let mut unavailable: Vec<String> = Vec::new();
-    let Some(caps) = value
-        .pointer_mut("/process/capabilities")
-        .and_then(Value::as_object_mut)
-    else {
+    let Some(caps) = caps.as_object_mut() else {
         return Vec::new();
     };
     for key in CAP_SET_KEYS {
@@ -254,6 +259,45 @@ pub fn filter_capabilities(value: &mut Value, grantable: CapSet) -> Vec<String> 
         ));
     }
     warnings
+}
+
+/// Loads an `exec --process FILE` (a runtime-spec `process` object), with the same
+/// capability filtering as config.json.
+pub fn load_process(
+    path: &Path,
+    grantable: CapSet,
+) -> Result<(oci_spec::runtime::Process, Vec<String>), SpecError> {
+    let text = std::fs::read(path).map_err(|source| SpecError::ReadConfig {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let value: Value = serde_json::from_slice(&text).map_err(|source| SpecError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    filter_process_value(value, grantable).map_err(|source| SpecError::Schema {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Drops capabilities the runtime cannot apply from an exec process (`--cap` included).
+pub fn filter_process(
+    process: &oci_spec::runtime::Process,
+    grantable: CapSet,
+) -> Result<(oci_spec::runtime::Process, Vec<String>), serde_json::Error> {
+    filter_process_value(serde_json::to_value(process)?, grantable)
+}
+
+fn filter_process_value(
+    mut value: Value,
+    grantable: CapSet,
+) -> Result<(oci_spec::runtime::Process, Vec<String>), serde_json::Error> {
+    let warnings = match value.get_mut("capabilities") {
+        Some(caps) => filter_capability_sets(caps, grantable),
+        None => Vec::new(),
+    };
+    Ok((serde_json::from_value(value)?, warnings))
 }
 
 fn resolve_rootfs(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {

@@ -410,6 +410,32 @@ fn posix_lock_wait(file: &File, mode: LockMode) -> std::io::Result<()> {
     }
 }
 
+/// The user name owning `path` (from /etc/passwd), or `#uid` when it has no entry.
+pub fn owner_name(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata(path).map(|m| m.uid()) else {
+        return String::new();
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)? == uid.to_string()).then(|| name.to_owned())
+        })
+        .unwrap_or_else(|| format!("#{uid}"))
+}
+
+/// Formats a time as Go's RFC3339 in UTC, whole seconds (logrus' log timestamps).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    rfc3339_nano(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
 /// Formats a time as Go's RFC3339Nano in UTC (`2006-01-02T15:04:05.999999999Z`): trailing
 /// zeros of the fraction are trimmed, and a whole second has no fraction. runc prints
 /// `created` and log times this way.
