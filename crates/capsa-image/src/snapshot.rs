@@ -60,6 +60,14 @@ impl Snapshot {
                 image.config.short()
             )));
         }
+        if dir.join(RECORD).exists() || dir.join("upper").exists() {
+            // Never reuse (and on failure never clean up) another snapshot's upper dir: it
+            // holds the container's writes.
+            return Err(ImageError::Conflict(format!(
+                "container {container_id} already has a snapshot in {}",
+                dir.display()
+            )));
+        }
         let lease = store.add_lease(container_id, image)?;
         let made =
             Self::create(store, lease, container_id, dir).and_then(|s| s.mount().map(|()| s));

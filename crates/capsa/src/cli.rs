@@ -19,6 +19,8 @@ enum Command {
     Caps(crate::caps_cmd::CapsArgs),
     #[command(flatten)]
     Container(crate::container_cmd::ContainerCommand),
+    #[command(flatten)]
+    Container(crate::container_cmd::ContainerCommand),
     /// Import a rootfs tarball as an image (like `docker import`).
     Import(crate::image_cmd::ImportArgs),
     /// List images.
@@ -40,6 +42,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     };
     match cli.command {
         Command::Caps(args) => crate::caps_cmd::run(args),
+        Command::Container(cmd) => crate::container_cmd::main(cli.root.as_deref(), cmd),
         Command::Container(cmd) => crate::container_cmd::main(cli.root.as_deref(), cmd),
         Command::Import(args) => crate::image_cmd::import(cli.root.as_deref(), args),
         Command::Images(args) => crate::image_cmd::images(cli.root.as_deref(), args),

@@ -6,6 +6,7 @@
 
 mod caps_cmd;
 mod container_cmd;
+mod container_cmd;
 mod cli;
 mod image_cmd;
 mod runc;
