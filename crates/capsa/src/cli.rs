@@ -19,8 +19,6 @@ enum Command {
     Caps(crate::caps_cmd::CapsArgs),
     #[command(flatten)]
     Container(crate::container_cmd::ContainerCommand),
-    #[command(flatten)]
-    Container(crate::container_cmd::ContainerCommand),
     /// Import a rootfs tarball as an image (like `docker import`).
     Import(crate::image_cmd::ImportArgs),
     /// List images.
@@ -29,6 +27,18 @@ enum Command {
     Rmi(crate::image_cmd::RmiArgs),
     /// Give an image another name.
     Tag(crate::image_cmd::TagArgs),
+    /// Pull an image from a registry.
+    Pull(crate::registry_cmd::PullArgs),
+    /// Push an image to a registry.
+    Push(crate::registry_cmd::PushArgs),
+    /// Log in to a registry (credentials go to Docker's config.json).
+    Login(crate::registry_cmd::LoginArgs),
+    /// Log out from a registry.
+    Logout(crate::registry_cmd::LogoutArgs),
+    /// Load images from a `docker save` tarball or an OCI archive.
+    Load(crate::registry_cmd::LoadArgs),
+    /// Save images to an OCI archive (also loadable by docker, podman and ctr).
+    Save(crate::registry_cmd::SaveArgs),
 }
 
 /// Parses the user command line and runs it; returns the process exit code.
@@ -43,10 +53,15 @@ pub fn main(args: Vec<OsString>) -> i32 {
     match cli.command {
         Command::Caps(args) => crate::caps_cmd::run(args),
         Command::Container(cmd) => crate::container_cmd::main(cli.root.as_deref(), cmd),
-        Command::Container(cmd) => crate::container_cmd::main(cli.root.as_deref(), cmd),
         Command::Import(args) => crate::image_cmd::import(cli.root.as_deref(), args),
         Command::Images(args) => crate::image_cmd::images(cli.root.as_deref(), args),
         Command::Rmi(args) => crate::image_cmd::rmi(cli.root.as_deref(), args),
         Command::Tag(args) => crate::image_cmd::tag(cli.root.as_deref(), args),
+        Command::Pull(args) => crate::registry_cmd::pull(cli.root.as_deref(), args),
+        Command::Push(args) => crate::registry_cmd::push(cli.root.as_deref(), args),
+        Command::Login(args) => crate::registry_cmd::login(args),
+        Command::Logout(args) => crate::registry_cmd::logout(args),
+        Command::Load(args) => crate::registry_cmd::load(cli.root.as_deref(), args),
+        Command::Save(args) => crate::registry_cmd::save(cli.root.as_deref(), args),
     }
 }

@@ -6,9 +6,9 @@
 
 mod caps_cmd;
 mod container_cmd;
-mod container_cmd;
 mod cli;
 mod image_cmd;
+mod registry_cmd;
 mod runc;
 
 fn main() {
