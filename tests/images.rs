@@ -493,6 +493,32 @@ fn whiteouts_and_opaque_dirs_through_overlay() {
         store.layer_complete(&base.layers[0].diff_id),
         "the base image keeps its layer"
     );
+
+    // The mount is on `capsa run`'s hot path: measure prepare (lease, dirs, record, overlay
+    // mount) and remove (unmount, delete, lease drop + GC) over a few rounds.
+    let (mut prep, mut rm) = (Vec::new(), Vec::new());
+    for i in 0..10 {
+        let id = format!("bench{i}-{}", std::process::id());
+        let dir = t.path().join("containers").join(&id);
+        let t0 = Instant::now();
+        let s = Snapshot::prepare(&store, &base, &id, &dir).unwrap_or_else(|e| panic!("{e}"));
+        let _g = SnapshotGuard {
+            store: &store,
+            id: id.clone(),
+            dir: dir.clone(),
+        };
+        prep.push(t0.elapsed());
+        assert!(s.is_mounted());
+        let t1 = Instant::now();
+        Snapshot::remove(&store, &id, &dir).unwrap_or_else(|e| panic!("{e}"));
+        rm.push(t1.elapsed());
+    }
+    prep.sort();
+    rm.sort();
+    eprintln!(
+        "snapshot median over 10: prepare {:?}, remove {:?}",
+        prep[5], rm[5]
+    );
 }
 
 /// Every hostile tar is refused with its entry named, and nothing appears outside the store.

@@ -492,12 +492,20 @@ impl ImageStore {
     pub(crate) fn drop_lease(&self, container_id: &str) -> Result<()> {
         let _lock = StoreLock::acquire(&self.root)?;
         let path = self.leases_dir().join(format!("{container_id}.json"));
+        let lease: Option<Lease> = fs::read(&path)
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok());
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(ImageError::io("remove lease", &path, e)),
         }
         let index = self.read_index()?;
+        // While the image record exists it references everything the lease did, so nothing
+        // new became garbage: skip the scan on the common `rm` path.
+        if lease.is_some_and(|l| index.images.contains_key(&l.manifest.to_string())) {
+            return Ok(());
+        }
         self.collect_garbage_locked(&index).map(|_| ())
     }
 }
