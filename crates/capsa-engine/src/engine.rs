@@ -55,10 +55,24 @@ impl Engine {
         let bundle = capsa_runtime::spec::load_bundle(&dir, crate::caps::available())
             .map_err(|e| Error::Runtime(e.to_string()))?;
         let opts = rt::CreateOptions::default();
-        let pid = rt::create(&root, &r.id, &bundle, &opts).map_err(rt_err)?;
-        if let Err(e) = rt::start(&root, &r.id) {
+        // The runtime makes exec.fifo with mode 0622 so that a non-root init can write it;
+        // mknod(2) applies the umask, and 022 would leave 0600 (EACCES for `--user 65534`).
+        // Everything else the runtime creates has an explicit mode inside 0700 directories,
+        // and the container's own umask is set by the runtime (0022 by default).
+        let old_umask = rustix::process::umask(rustix::fs::Mode::empty());
+        let created = rt::create(&root, &r.id, &bundle, &opts);
+        rustix::process::umask(old_umask);
+        let pid = created.map_err(rt_err)?;
+        let lo = match r.config.network {
+            crate::options::NetworkMode::None => crate::netns::loopback_up(pid),
+            crate::options::NetworkMode::Host => Ok(()),
+        };
+        if let Err(e) = lo
+            .map_err(|e| e.to_string())
+            .and_then(|()| rt::start(&root, &r.id).map_err(|e| e.to_string()))
+        {
             let _ = rt::delete(&root, &r.id, true);
-            return Err(rt_err(e));
+            return Err(Error::Runtime(e));
         }
         let start = status::proc_start(pid).unwrap_or(0);
         let me = std::process::id() as i32;

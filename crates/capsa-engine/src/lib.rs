@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod names;
+mod netns;
 pub mod options;
 pub mod paths;
 pub mod query;
