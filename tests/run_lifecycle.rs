@@ -1,0 +1,145 @@
+//! Detached lifecycle: `run -d`, `logs`, `exec`, `stop`, exit codes, `wait`, `rm`, `ps` after
+//! the container is killed from outside, and cleanup: `--rm` and `rm -f` leave no mount,
+//! cgroup or state behind.
+
+#[path = "run_support/mod.rs"]
+mod support;
+
+use std::time::Duration;
+use support::*;
+
+fn ps_status(env: &Env, name: &str) -> String {
+    let out = env.ok(&["ps", "-a", "--format", "{{.Names}}|{{.Status}}"]);
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}|")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn detached_logs_exec_stop_rm() {
+    let Some(env) = env() else { return };
+    let n = name("life");
+    let id = env
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            &n,
+            IMAGE,
+            "sh",
+            "-c",
+            "echo started; trap 'echo bye; exit 3' TERM; while true; do sleep 0.1; done",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64);
+    assert!(ps_status(&env, &n).starts_with("Up "));
+    assert!(env.ok(&["ps", "--format", "{{.Names}}"]).contains(&n));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(env.ok(&["logs", &n]), "started\n");
+    assert_eq!(env.ok(&["exec", &n, "hostname"]).trim(), &id[..12]);
+    let out = env.capsa(&["exec", &n, "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+    env.ok(&["stop", "-t", "5", &n]);
+    assert!(
+        ps_status(&env, &n).starts_with("Exited (3)"),
+        "{}",
+        ps_status(&env, &n)
+    );
+    assert_eq!(env.ok(&["wait", &n]).trim(), "3");
+    assert_eq!(env.ok(&["logs", &n]), "started\nbye\n");
+    let v = env.inspect(&n);
+    assert_eq!(v["State"]["Status"], "exited");
+    assert_eq!(v["State"]["ExitCode"], 3);
+    assert!(v["Capsa"]["Live"].is_null());
+    // A stopped container starts again.
+    env.ok(&["start", &n]);
+    assert!(ps_status(&env, &n).starts_with("Up "));
+    env.ok(&["rm", "-f", &n]);
+    env.assert_gone(&id);
+}
+
+#[test]
+fn killed_from_outside_shows_in_ps() {
+    let Some(env) = env() else { return };
+    let n = name("victim");
+    let id = env
+        .ok(&["run", "-d", "--name", &n, IMAGE, "sleep", "600"])
+        .trim()
+        .to_string();
+    let pid = env.pid(&n);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).expect("pid"),
+        rustix::process::Signal::KILL,
+    )
+    .expect("kill");
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = ps_status(&env, &n);
+        if status.starts_with("Exited (137)") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(status.starts_with("Exited (137)"), "{status}");
+    assert!(!env.ok(&["ps"]).contains(&n));
+    env.ok(&["rm", &n]);
+    env.assert_gone(&id);
+}
+
+#[test]
+fn rm_refuses_running_and_rm_rf_cleans() {
+    let Some(env) = env() else { return };
+    let n = name("busy");
+    let id = env
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            &n,
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "20",
+            IMAGE,
+            "sleep",
+            "600",
+        ])
+        .trim()
+        .to_string();
+    let out = env.capsa(&["rm", &n]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!(
+        "cannot remove container \"/{n}\": container is running: stop the container before removing or force remove"
+    )));
+    env.ok(&["rm", "-f", &n]);
+    env.assert_gone(&id);
+}
+
+#[test]
+fn rm_flag_leaves_nothing() {
+    let Some(env) = env() else { return };
+    let out = env.ok(&["run", "--rm", IMAGE, "echo", "hi"]);
+    assert_eq!(out, "hi\n");
+    assert!(env.ids().is_empty());
+    let n = name("auto");
+    let id = env
+        .ok(&["run", "-d", "--rm", "--name", &n, IMAGE, "sleep", "0.2"])
+        .trim()
+        .to_string();
+    assert_eq!(env.ok(&["wait", &n]).trim(), "0");
+    for _ in 0..100 {
+        if env.ids().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    env.assert_gone(&id);
+    let code = env
+        .capsa(&["run", "--rm", IMAGE, "sh", "-c", "exit 42"])
+        .status
+        .code();
+    assert_eq!(code, Some(42));
+    assert!(env.ids().is_empty());
+}
