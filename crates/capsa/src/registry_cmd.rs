@@ -208,9 +208,14 @@ fn login_inner(args: LoginArgs) -> Result<i32> {
             credentials: Some(creds.clone()),
         },
     )?;
-    client.ping().with_context(|| format!("cannot log in to {host}"))?;
+    client
+        .ping()
+        .with_context(|| format!("cannot log in to {host}"))?;
     let path = auth::store(&host, &creds)?;
-    eprintln!("Credentials saved in {} (base64, not encrypted).", path.display());
+    eprintln!(
+        "Credentials saved in {} (base64, not encrypted).",
+        path.display()
+    );
     println!("Login Succeeded");
     Ok(0)
 }
@@ -314,9 +319,13 @@ impl Display {
 
 impl Progress for Display {
     fn layer_start(&self, digest: &Digest, size: u64, resumed_from: u64) {
-        self.downloaded.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.downloaded
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         if resumed_from > 0 {
-            self.line(digest, &format!("Resuming download at byte {resumed_from} of {size}"));
+            self.line(
+                digest,
+                &format!("Resuming download at byte {resumed_from} of {size}"),
+            );
         } else {
             self.line(digest, "Pulling fs layer");
         }
@@ -351,7 +360,14 @@ impl Progress for Display {
         {
             b.finish_and_clear();
         }
-        self.line(digest, if cached { "Already exists" } else { "Pull complete" });
+        self.line(
+            digest,
+            if cached {
+                "Already exists"
+            } else {
+                "Pull complete"
+            },
+        );
     }
 
     fn message(&self, msg: &str) {

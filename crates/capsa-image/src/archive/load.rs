@@ -90,7 +90,11 @@ fn normalise(name: &str) -> String {
 }
 
 /// Loads every image in the archive; returns each with the names it got.
-pub fn load(store: &ImageStore, path: &Path, limits: &UnpackLimits) -> Result<Vec<(Image, Vec<Reference>)>> {
+pub fn load(
+    store: &ImageStore,
+    path: &Path,
+    limits: &UnpackLimits,
+) -> Result<Vec<(Image, Vec<Reference>)>> {
     let ex = extract(store, path)?;
     let docker_names = docker_repo_tags(&ex)?;
     let mut out = Vec::new();
@@ -108,7 +112,15 @@ pub fn load(store: &ImageStore, path: &Path, limits: &UnpackLimits) -> Result<Ve
         for entry in docker_entries(&ex)? {
             let (bytes, m, layer_files) = docker_manifest(&ex, &entry)?;
             let names = parse_names(&entry.repo_tags);
-            let image = load_one(store, &ex, &bytes, &m, Some(&layer_files), names.clone(), limits)?;
+            let image = load_one(
+                store,
+                &ex,
+                &bytes,
+                &m,
+                Some(&layer_files),
+                names.clone(),
+                limits,
+            )?;
             out.push((image, names));
         }
     } else {
@@ -127,7 +139,10 @@ fn extract(store: &ImageStore, path: &Path) -> Result<Extracted> {
     let mut input = BufReader::with_capacity(1 << 20, f);
     let head = {
         use std::io::BufRead;
-        input.fill_buf().map_err(|e| ImageError::io("read", path, e))?.to_vec()
+        input
+            .fill_buf()
+            .map_err(|e| ImageError::io("read", path, e))?
+            .to_vec()
     };
     let decoded = ingest::decoder(input, ingest::sniff(&head))
         .map_err(|e| RegistryError::Protocol(format!("{source}: {e}")))?;
@@ -139,7 +154,8 @@ fn extract(store: &ImageStore, path: &Path) -> Result<Extracted> {
     fs::create_dir(&files).map_err(|e| ImageError::io("create", &files, e))?;
     let mut links = HashMap::new();
     let mut archive = tar::Archive::new(decoded);
-    let bad = |e: io::Error| RegistryError::Protocol(format!("{source}: not a valid tar archive: {e}"));
+    let bad =
+        |e: io::Error| RegistryError::Protocol(format!("{source}: not a valid tar archive: {e}"));
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let raw = entry.path_bytes().into_owned();
@@ -151,14 +167,16 @@ fn extract(store: &ImageStore, path: &Path) -> Result<Extracted> {
         let key = normalise(&name);
         match entry.header().entry_type() {
             tar::EntryType::Directory => {
-                fs::create_dir_all(files.join(&rel)).map_err(|e| ImageError::io("create", &rel, e))?;
+                fs::create_dir_all(files.join(&rel))
+                    .map_err(|e| ImageError::io("create", &rel, e))?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let dest = files.join(&rel);
                 if let Some(p) = dest.parent() {
                     fs::create_dir_all(p).map_err(|e| ImageError::io("create", p, e))?;
                 }
-                let mut out = File::create(&dest).map_err(|e| ImageError::io("create", &dest, e))?;
+                let mut out =
+                    File::create(&dest).map_err(|e| ImageError::io("create", &dest, e))?;
                 io::copy(&mut entry, &mut out).map_err(bad)?;
             }
             tar::EntryType::Symlink | tar::EntryType::Link => {
@@ -175,7 +193,9 @@ fn extract(store: &ImageStore, path: &Path) -> Result<Extracted> {
                     Some(normalise(&target))
                 };
                 let resolved = resolved.ok_or_else(|| {
-                    RegistryError::Protocol(format!("{source}: link {name:?} -> {target:?} leaves the archive"))
+                    RegistryError::Protocol(format!(
+                        "{source}: link {name:?} -> {target:?} leaves the archive"
+                    ))
                 })?;
                 links.insert(key, resolved);
             }
@@ -248,15 +268,27 @@ fn docker_manifest(ex: &Extracted, e: &DockerEntry) -> Result<(Vec<u8>, Manifest
         let p = ex.path(l)?;
         let mut head = [0u8; 4];
         let f = File::open(&p).map_err(|e| ImageError::io("open", &p, e))?;
-        let n = f.take(4).read(&mut head).map_err(|e| ImageError::io("read", &p, e))?;
+        let n = f
+            .take(4)
+            .read(&mut head)
+            .map_err(|e| ImageError::io("read", &p, e))?;
         let media = match ingest::sniff(&head[..n]) {
             Compression::None => MEDIA_TAR,
             Compression::Gzip => MEDIA_TAR_GZIP,
             Compression::Zstd => MEDIA_TAR_ZSTD,
         };
-        let (digest, size) = crate::digest::digest_reader(File::open(&p).map_err(|e| ImageError::io("open", &p, e))?)
-            .map_err(|e| ImageError::io("read", &p, e))?;
-        layers.push(Descriptor { media_type: media.into(), digest, size, platform: None, annotations: None, urls: None });
+        let (digest, size) = crate::digest::digest_reader(
+            File::open(&p).map_err(|e| ImageError::io("open", &p, e))?,
+        )
+        .map_err(|e| ImageError::io("read", &p, e))?;
+        layers.push(Descriptor {
+            media_type: media.into(),
+            digest,
+            size,
+            platform: None,
+            annotations: None,
+            urls: None,
+        });
         files.push(p);
     }
     let m = Manifest {
@@ -278,10 +310,16 @@ fn docker_manifest(ex: &Extracted, e: &DockerEntry) -> Result<(Vec<u8>, Manifest
 
 /// The image manifests an OCI layout's index.json names (through nested indexes, picking the
 /// host platform), with the names from their annotations.
-fn oci_manifests(ex: &Extracted) -> Result<Vec<(Vec<u8>, Manifest, Vec<Reference>)>> {
+/// A manifest's bytes, the parsed manifest and the names it carries.
+type Named = (Vec<u8>, Manifest, Vec<Reference>);
+
+fn oci_manifests(ex: &Extracted) -> Result<Vec<Named>> {
     let index_bytes = ex.read_small("index.json")?;
     let Document::Index(index) = manifest::parse_document(&index_bytes, None, "index.json")? else {
-        return Err(RegistryError::Protocol(format!("{}: index.json is not an image index", ex.source)));
+        return Err(RegistryError::Protocol(format!(
+            "{}: index.json is not an image index",
+            ex.source
+        )));
     };
     let mut out = Vec::new();
     for d in &index.manifests {
@@ -306,7 +344,9 @@ fn oci_resolve(ex: &Extracted, d: &Descriptor) -> Result<(Vec<u8>, Manifest)> {
 }
 
 fn annotation_names(d: &Descriptor) -> Vec<Reference> {
-    let Some(a) = &d.annotations else { return Vec::new() };
+    let Some(a) = &d.annotations else {
+        return Vec::new();
+    };
     if let Some(n) = a.get(ANNOTATION_CONTAINERD_NAME)
         && let Ok(r) = Reference::parse(n)
     {
@@ -315,7 +355,9 @@ fn annotation_names(d: &Descriptor) -> Vec<Reference> {
     // A ref name is a full reference only when it has a repository (Podman); a bare tag
     // (Docker, skopeo) says nothing about the repository.
     match a.get(ANNOTATION_REF_NAME) {
-        Some(n) if n.contains('/') || n.contains(':') => Reference::parse(n).ok().into_iter().collect(),
+        Some(n) if n.contains('/') || n.contains(':') => {
+            Reference::parse(n).ok().into_iter().collect()
+        }
         _ => Vec::new(),
     }
 }
@@ -339,19 +381,26 @@ fn load_one(
         // docker-archive configs are named `<hex>.json` (the caller built the manifest).
         layer_files.map_or(Err(e), |_| find_config(ex, &m.config.digest))
     })?;
-    crate::registry::pull::verify_bytes(&config_bytes, &m.config.digest, Some(m.config.size), "config")?;
+    crate::registry::pull::verify_bytes(
+        &config_bytes,
+        &m.config.digest,
+        Some(m.config.size),
+        "config",
+    )?;
     let diff_ids = config_diff_ids(&config_bytes, m)?;
     let mut layers = Vec::new();
     let mut staged = Vec::new();
     for (i, d) in m.layers.iter().enumerate() {
         if ingest::have_layer(store, &d.digest, &diff_ids[i]) {
-            layers.push(ingest::stored_layer(store, &diff_ids[i]).unwrap_or(LayerRef {
-                diff_id: diff_ids[i].clone(),
-                blob: d.digest.clone(),
-                media_type: d.media_type.clone(),
-                blob_size: d.size,
-                unpacked_size: 0,
-            }));
+            layers.push(
+                ingest::stored_layer(store, &diff_ids[i]).unwrap_or(LayerRef {
+                    diff_id: diff_ids[i].clone(),
+                    blob: d.digest.clone(),
+                    media_type: d.media_type.clone(),
+                    blob_size: d.size,
+                    unpacked_size: 0,
+                }),
+            );
             continue;
         }
         let file = match layer_files {
@@ -362,7 +411,14 @@ fn load_one(
         layers.push(s.layer.clone());
         staged.push(s);
     }
-    let fetched = Fetched { manifest_bytes: bytes, manifest: m, config_bytes: &config_bytes, layers, staged, names };
+    let fetched = Fetched {
+        manifest_bytes: bytes,
+        manifest: m,
+        config_bytes: &config_bytes,
+        layers,
+        staged,
+        names,
+    };
     match ingest::commit(store, fetched)? {
         Ok(image) => Ok(image),
         Err(missing) => Err(RegistryError::Protocol(format!(
@@ -394,12 +450,19 @@ fn config_diff_ids(config: &[u8], m: &Manifest) -> Result<Vec<Digest>> {
 }
 
 /// Hashes the blob file while unpacking it, and checks digest, size and diff ID.
-fn stage_file(store: &ImageStore, file: &Path, d: &Descriptor, diff_id: &Digest, limits: &UnpackLimits) -> Result<StagedLayer> {
+fn stage_file(
+    store: &ImageStore,
+    file: &Path,
+    d: &Descriptor,
+    diff_id: &Digest,
+    limits: &UnpackLimits,
+) -> Result<StagedLayer> {
     let compression = manifest::layer_compression(&d.media_type)?;
     let f = File::open(file).map_err(|e| ImageError::io("open", file, e))?;
     let mut tee = TeeDigest::new(BufReader::with_capacity(1 << 20, f), io::sink());
     let label = d.digest.to_string();
-    let (dir, diff, stats) = ingest::stage_unpack(store, &label, &mut tee, compression, limits, Some(diff_id))?;
+    let (dir, diff, stats) =
+        ingest::stage_unpack(store, &label, &mut tee, compression, limits, Some(diff_id))?;
     let (digest, size, _) = tee.finish().map_err(|e| ImageError::io("read", file, e))?;
     if digest != d.digest || size != d.size {
         return Err(RegistryError::Verify(format!(
@@ -407,7 +470,18 @@ fn stage_file(store: &ImageStore, file: &Path, d: &Descriptor, diff_id: &Digest,
             d.digest, d.digest, d.size
         )));
     }
-    let layer = LayerRef { diff_id: diff, blob: digest, media_type: d.media_type.clone(), blob_size: size, unpacked_size: stats.bytes };
+    let layer = LayerRef {
+        diff_id: diff,
+        blob: digest,
+        media_type: d.media_type.clone(),
+        blob_size: size,
+        unpacked_size: stats.bytes,
+    };
     ingest::finish_layer_dir(dir.path(), &layer, &stats)?;
-    Ok(StagedLayer { dir, layer, blob: Some(file.to_path_buf()), _hold: None })
+    Ok(StagedLayer {
+        dir,
+        layer,
+        blob: Some(file.to_path_buf()),
+        _hold: None,
+    })
 }

@@ -26,14 +26,18 @@ pub fn save(store: &ImageStore, images: &[String], output: &Path) -> Result<()> 
     for arg in images {
         let image = store.resolve(arg)?;
         let bytes = store.read_blob(&image.manifest)?;
-        let m: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| RegistryError::Protocol(format!("stored manifest {}: {e}", image.manifest)))?;
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+            RegistryError::Protocol(format!("stored manifest {}: {e}", image.manifest))
+        })?;
         // Name only with what the user asked for when it is a name, else all its names.
         let names: Vec<_> = match crate::reference::Reference::parse(arg) {
             Ok(r) if image.references.contains(&r) => vec![r],
             _ => image.references.clone(),
         };
-        let media_type = m.media_type.clone().unwrap_or_else(|| OCI_MANIFEST.to_string());
+        let media_type = m
+            .media_type
+            .clone()
+            .unwrap_or_else(|| OCI_MANIFEST.to_string());
         let desc = |ann: Option<BTreeMap<String, String>>| {
             let mut v = serde_json::json!({
                 "mediaType": media_type,
@@ -51,7 +55,10 @@ pub fn save(store: &ImageStore, images: &[String], output: &Path) -> Result<()> 
         for n in &names {
             let mut a = BTreeMap::new();
             a.insert(ANNOTATION_CONTAINERD_NAME.to_string(), n.to_string());
-            a.insert(ANNOTATION_REF_NAME.to_string(), n.tag().unwrap_or("latest").to_string());
+            a.insert(
+                ANNOTATION_REF_NAME.to_string(),
+                n.tag().unwrap_or("latest").to_string(),
+            );
             index_entries.push(desc(Some(a)));
         }
         docker.push(serde_json::json!({
@@ -81,12 +88,19 @@ fn write_archive(
     docker: &[serde_json::Value],
     blobs: &BTreeSet<Digest>,
 ) -> Result<()> {
-    let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new()
         .prefix(".capsa-save-")
         .tempfile_in(dir)
         .map_err(|e| ImageError::io("create temp file in", dir, e))?;
-    let out = BufWriter::with_capacity(1 << 20, tmp.reopen().map_err(|e| ImageError::io("open", tmp.path(), e))?);
+    let out = BufWriter::with_capacity(
+        1 << 20,
+        tmp.reopen()
+            .map_err(|e| ImageError::io("open", tmp.path(), e))?,
+    );
     let mut tar = tar::Builder::new(out);
     let werr = |e: io::Error| ImageError::io("write", output, e);
     append(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(werr)?;
@@ -95,24 +109,45 @@ fn write_archive(
     for d in blobs {
         let path = store.blob_path(d);
         let f = File::open(&path).map_err(|e| ImageError::io("open blob", &path, e))?;
-        let size = f.metadata().map_err(|e| ImageError::io("stat", &path, e))?.len();
+        let size = f
+            .metadata()
+            .map_err(|e| ImageError::io("stat", &path, e))?
+            .len();
         let mut tee = TeeDigest::new(f, io::sink());
         let mut h = header(size, 0o644, tar::EntryType::Regular);
-        tar.append_data(&mut h, format!("blobs/sha256/{}", d.hex()), (&mut tee).take(size))
-            .map_err(werr)?;
-        let (got, n, _) = tee.finish().map_err(|e| ImageError::io("read blob", &path, e))?;
+        tar.append_data(
+            &mut h,
+            format!("blobs/sha256/{}", d.hex()),
+            (&mut tee).take(size),
+        )
+        .map_err(werr)?;
+        let (got, n, _) = tee
+            .finish()
+            .map_err(|e| ImageError::io("read blob", &path, e))?;
         if &got != d || n != size {
-            return Err(ImageError::DigestMismatch { path, actual: got.to_string() }.into());
+            return Err(ImageError::DigestMismatch {
+                path,
+                actual: got.to_string(),
+            }
+            .into());
         }
     }
-    let json = |v: &serde_json::Value| serde_json::to_vec(v).map_err(|e| RegistryError::Protocol(e.to_string()));
+    let json = |v: &serde_json::Value| {
+        serde_json::to_vec(v).map_err(|e| RegistryError::Protocol(e.to_string()))
+    };
     append(&mut tar, "index.json", &json(index)?).map_err(werr)?;
-    append(&mut tar, "manifest.json", &json(&serde_json::json!(docker))?).map_err(werr)?;
+    append(
+        &mut tar,
+        "manifest.json",
+        &json(&serde_json::json!(docker))?,
+    )
+    .map_err(werr)?;
     let mut out = tar.into_inner().map_err(werr)?;
     out.flush().map_err(werr)?;
     let file = out.into_inner().map_err(|e| werr(e.into_error()))?;
     file.sync_all().map_err(werr)?;
-    tmp.persist(output).map_err(|e| ImageError::io("rename into place", output, e.error))?;
+    tmp.persist(output)
+        .map_err(|e| ImageError::io("rename into place", output, e.error))?;
     Ok(())
 }
 

@@ -400,12 +400,9 @@ fn fetch_layer(
     // A network failure or a digest mismatch explains a broken tar stream better than the
     // unpacker's own message does.
     if let Some(err) = failure.borrow_mut().take() {
-        if matches!(err, RegistryError::Verify(_)) {
-            let _ = std::fs::remove_file(&path);
-        }
-        return Err(err);
+        return Err(discard_unless_resumable(&path, err));
     }
-    let (dir, diff, stats) = staged?;
+    let (dir, diff, stats) = staged.map_err(|e| discard_unless_resumable(&path, e))?;
     if !*verified.borrow() {
         return Err(RegistryError::Protocol(format!(
             "layer {label}: the blob was not read to its end"
@@ -428,6 +425,15 @@ fn fetch_layer(
         blob: Some(path),
         _hold: Some(file),
     }))
+}
+
+/// Only a broken connection leaves a partial download worth resuming; a blob that was
+/// refused (bad digest, lying size, hostile entries) is removed so nothing of it stays.
+fn discard_unless_resumable(path: &std::path::Path, e: RegistryError) -> RegistryError {
+    if !matches!(e, RegistryError::Interrupted { .. }) {
+        let _ = std::fs::remove_file(path);
+    }
+    e
 }
 
 /// Opens and flocks `tmp/pull-<hex>.partial`. If the file was renamed into the store while we
