@@ -4,6 +4,13 @@
 //! container's code). No policy lives here.
 
 use capsa_engine::{Engine, ExecOptions, Paths, RunOptions};
+
+/// `println!` that ignores a closed stdout (`capsa ps | head`): no panic, as Docker's CLI.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 use clap::{Args, Subcommand};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -208,6 +215,9 @@ pub struct PsArgs {
 
 #[derive(Args)]
 pub struct InspectArgs {
+    /// A template such as `{{.State.Pid}}` or `{{json .HostConfig.CapAdd}}`.
+    #[arg(short, long)]
+    format: Option<String>,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -259,11 +269,11 @@ pub fn main(root: Option<&Path>, cmd: ContainerCommand) -> i32 {
         ContainerCommand::Stop(a) => each(&a.containers, |c| {
             engine
                 .stop(c, Duration::from_secs(a.time))
-                .map(|_| println!("{c}"))
+                .map(|_| out!("{c}"))
         }),
         ContainerCommand::Kill(a) => kill(&engine, a),
         ContainerCommand::Rm(a) => each(&a.containers, |c| {
-            engine.remove(c, a.force).map(|_| println!("{c}"))
+            engine.remove(c, a.force).map(|_| out!("{c}"))
         }),
         ContainerCommand::Ps(a) => ps(&engine, a),
         ContainerCommand::Inspect(a) => inspect(&engine, a),
@@ -272,9 +282,9 @@ pub fn main(root: Option<&Path>, cmd: ContainerCommand) -> i32 {
             engine.logs(&a.container, a.follow, &mut out).map(|()| 0)
         }
         ContainerCommand::Exec(a) => exec(&engine, a),
-        ContainerCommand::Wait(a) => each(&a.containers, |c| {
-            engine.wait(c).map(|code| println!("{code}"))
-        }),
+        ContainerCommand::Wait(a) => {
+            each(&a.containers, |c| engine.wait(c).map(|code| out!("{code}")))
+        }
     };
     match result {
         Ok(code) => code,
@@ -310,12 +320,12 @@ fn run(engine: &Engine, mut a: RunArgs, start: bool) -> CmdResult {
         eprintln!("WARNING: {w}");
     }
     if !start {
-        println!("{}", created.id);
+        out!("{}", created.id);
         return Ok(0);
     }
     if detach {
         let id = engine.start_detached(&created.id)?;
-        println!("{id}");
+        out!("{id}");
         return Ok(0);
     }
     let _ = std::io::stdout().flush();
@@ -333,7 +343,7 @@ fn start(engine: &Engine, a: StartArgs) -> CmdResult {
         return engine.run_foreground(&r.id);
     }
     each(&a.containers, |c| {
-        engine.start_detached(c).map(|_| println!("{c}"))
+        engine.start_detached(c).map(|_| out!("{c}"))
     })
 }
 
@@ -342,7 +352,7 @@ fn kill(engine: &Engine, a: KillArgs) -> CmdResult {
     let signal = capsa_runtime::container::parse_signal(name)
         .map_err(|e| capsa_engine::Error::InvalidFlag(e.to_string()))?;
     each(&a.containers, |c| {
-        engine.kill(c, signal).map(|_| println!("{c}"))
+        engine.kill(c, signal).map(|_| out!("{c}"))
     })
 }
 
@@ -350,19 +360,19 @@ fn ps(engine: &Engine, a: PsArgs) -> CmdResult {
     let rows = engine.ps(a.all)?;
     if a.quiet {
         for r in &rows {
-            println!("{}", r.id);
+            out!("{}", r.id);
         }
         return Ok(0);
     }
     match a.format.as_deref() {
         Some("json") => {
             for r in &rows {
-                println!("{}", serde_json::to_string(r).unwrap_or_default());
+                out!("{}", serde_json::to_string(r).unwrap_or_default());
             }
         }
         Some(t) if t != "table" => {
             for r in &rows {
-                println!("{}", template(t, r));
+                out!("{}", template(t, r));
             }
         }
         _ => print_table(&rows),
@@ -429,7 +439,7 @@ fn print_table(rows: &[capsa_engine::PsRow]) {
                 s.push_str(&format!("{v:<w$}   ", w = width[i]));
             }
         }
-        println!("{s}");
+        out!("{s}");
     };
     line(header.to_vec());
     for c in &cells {
@@ -442,6 +452,9 @@ fn inspect(engine: &Engine, a: InspectArgs) -> CmdResult {
     let mut code = 0;
     for c in &a.containers {
         match engine.inspect(c) {
+            Ok(d) if a.format.is_some() => {
+                out!("{}", render(a.format.as_deref().unwrap_or_default(), &d))
+            }
             Ok(d) => docs.push(d),
             Err(e) => {
                 eprintln!("capsa: {e}");
@@ -449,11 +462,47 @@ fn inspect(engine: &Engine, a: InspectArgs) -> CmdResult {
             }
         }
     }
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&docs).unwrap_or_default()
-    );
+    if a.format.is_none() {
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&docs).unwrap_or_default()
+        );
+    }
     Ok(code)
+}
+
+/// Docker's `inspect --format` subset: `{{.A.B}}` (strings raw, other values as JSON) and
+/// `{{json .A.B}}`; `{{.}}` is the whole document.
+fn render(template: &str, doc: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find("}}") else {
+            break;
+        };
+        let expr = rest[start + 2..start + len].trim();
+        let (json, path) = match expr.strip_prefix("json ") {
+            Some(p) => (true, p.trim()),
+            None => (false, expr),
+        };
+        let mut v = doc;
+        for key in path
+            .trim_start_matches('.')
+            .split('.')
+            .filter(|k| !k.is_empty())
+        {
+            v = v.get(key).unwrap_or(&serde_json::Value::Null);
+        }
+        match (json, v) {
+            (false, serde_json::Value::String(s)) => out.push_str(s),
+            (false, serde_json::Value::Null) => out.push_str("<no value>"),
+            _ => out.push_str(&v.to_string()),
+        }
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn exec(engine: &Engine, a: ExecArgs) -> CmdResult {
