@@ -143,3 +143,23 @@ fn rm_flag_leaves_nothing() {
     assert_eq!(code, Some(42));
     assert!(env.ids().is_empty());
 }
+
+#[test]
+fn init_reaper_is_pid_1() {
+    let Some(env) = env() else { return };
+    let out = env.capsa(&[
+        "run", "--rm", "--init", IMAGE, "sh", "-c",
+        "echo $$; tr '\\0' ' ' </proc/1/cmdline; echo; (sleep 0.1 &); sleep 0.3; grep -l zombie /proc/[0-9]*/status; exit 5",
+    ]);
+    assert_eq!(out.status.code(), Some(5));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("2"), "{text}");
+    assert!(
+        lines.next().is_some_and(|l| l.contains("capsa-init")),
+        "{text}"
+    );
+    // The orphaned sleep was reaped by PID 1: no zombie is left.
+    assert_eq!(lines.next(), None, "{text}");
+    assert!(env.ids().is_empty());
+}

@@ -20,6 +20,7 @@ mod netns;
 pub mod options;
 pub mod paths;
 pub mod query;
+pub mod reaper;
 pub mod record;
 pub mod spec;
 pub mod status;

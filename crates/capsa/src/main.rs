@@ -18,7 +18,10 @@ fn main() {
         .and_then(|a| std::path::Path::new(a).file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let code = if argv0 == "capsa-runc" || argv0 == "runc" {
+    let code = if argv0 == "capsa-init" {
+        // `--init`: PID 1 of a container, reaping orphans (capsa-engine reaper).
+        capsa_engine::reaper::main(args)
+    } else if argv0 == "capsa-runc" || argv0 == "runc" {
         runc::main(args)
     } else if args.get(1).is_some_and(|a| a == "runc") {
         // `capsa runc ...` is the same personality, for when no link is installed.

@@ -65,9 +65,6 @@ pub struct Generated {
 /// Default PATH, as Docker's daemon sets it when the image has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Where `--init` puts capsa's reaper inside the container.
-pub const INIT_PATH: &str = "/sbin/capsa-init";
-
 /// Generates the spec: user, then caps, then process, mounts, Linux section, and seccomp last.
 pub fn generate(input: &SpecInput<'_>) -> Result<Generated> {
     let cfg = input.config;
@@ -150,9 +147,7 @@ pub fn command_line(cfg: &ContainerConfig, image: &ImageDefaults) -> Result<Vec<
         return Err(Error::InvalidFlag("No command specified".to_string()));
     }
     if cfg.init {
-        let mut with_init = vec![INIT_PATH.to_string(), "--".to_string()];
-        with_init.extend(args);
-        return Ok(with_init);
+        return Ok(crate::reaper::wrap(args));
     }
     Ok(args)
 }
@@ -254,7 +249,10 @@ fn annotations(cfg: &ContainerConfig) -> Value {
     let mut a = serde_json::Map::new();
     a.insert("org.capsa.image".into(), Value::String(cfg.image.clone()));
     if cfg.init {
-        a.insert("org.capsa.init".into(), Value::String(INIT_PATH.into()));
+        a.insert(
+            "org.capsa.init".into(),
+            Value::String(crate::reaper::DIR.into()),
+        );
     }
     Value::Object(a)
 }

@@ -114,12 +114,12 @@ pub fn mounts_json(cfg: &ContainerConfig, container_dir: &Path) -> Result<Value>
         mounts.push(json!({"destination": t.destination, "type": "tmpfs", "source": "tmpfs", "options": opts}));
     }
     if cfg.init {
-        let exe = std::fs::read_link("/proc/self/exe")
-            .map_err(|e| crate::error::Error::io("readlink", "/proc/self/exe", e))?;
-        mounts.push(json!({
-            "destination": super::INIT_PATH, "type": "bind", "source": exe,
-            "options": ["bind", "ro", "nosuid", "nodev"],
-        }));
+        for b in crate::reaper::binds()? {
+            mounts.push(json!({
+                "destination": b.container, "type": "bind", "source": b.host,
+                "options": ["bind", "ro", "nosuid", "nodev"],
+            }));
+        }
     }
     Ok(Value::Array(mounts))
 }
