@@ -300,6 +300,11 @@ impl Engine {
     fn remove_everything(&self, id: &str) -> Result<()> {
         let _ = rt::delete(&self.runtime(), id, true);
         let dir = self.store.dir(id);
+        // Detach the overlay first: a plain umount(2) waits for the overlay superblock's final
+        // sync and teardown (~400 ms here); MNT_DETACH takes it off the tree at once and the
+        // kernel finishes in the background. Nothing uses the rootfs any more: the init and
+        // every process of the container are gone, and so is their mount namespace.
+        let _ = rustix::mount::unmount(&dir.join("rootfs"), rustix::mount::UnmountFlags::DETACH);
         let images = self.image_store()?;
         capsa_image::Snapshot::remove(&images, id, &dir)
             .map_err(|e| Error::Image(format!("cannot remove the rootfs of {id}: {e}")))?;
