@@ -304,7 +304,7 @@ impl Engine {
         // sync and teardown (~400 ms here); MNT_DETACH takes it off the tree at once and the
         // kernel finishes in the background. Nothing uses the rootfs any more: the init and
         // every process of the container are gone, and so is their mount namespace.
-        let _ = rustix::mount::unmount(&dir.join("rootfs"), rustix::mount::UnmountFlags::DETACH);
+        let _ = rustix::mount::unmount(dir.join("rootfs"), rustix::mount::UnmountFlags::DETACH);
         let images = self.image_store()?;
         capsa_image::Snapshot::remove(&images, id, &dir)
             .map_err(|e| Error::Image(format!("cannot remove the rootfs of {id}: {e}")))?;
