@@ -186,7 +186,7 @@ fn create_steps(
     }
     // runtime-spec config.md: prestart (deprecated) and createRuntime run in the runtime
     // namespace after the container's namespaces exist; a failure fails the create.
-    let state_json = state_json(&record, Status::Created);
+    let state_json = state_json(&record, Status::Creating);
     hooks::run_all(hook_list(spec, HookKind::Prestart), &state_json)?;
     hooks::run_all(hook_list(spec, HookKind::CreateRuntime), &state_json)?;
     Ok(pid)
@@ -267,7 +267,7 @@ pub fn start(root: &StateRoot, id: &str) -> Result<Vec<String>, ContainerError> 
             .into());
         }
     }
-    let json = state_json(&record, Status::Running);
+    let json = state_json(&record, Status::Created);
     Ok(hooks::run_all_warn(
         hook_list(&record.config, HookKind::Poststart),
         &json,
@@ -615,10 +615,44 @@ fn hook_list(spec: &Spec, kind: HookKind) -> &[Hook] {
     list.as_deref().unwrap_or(&[])
 }
 
-/// The state handed to hooks on stdin (runtime-spec runtime.md "State").
+/// The state handed to hooks on stdin: runtime-spec's `State` (runtime.md), in runc's shape:
+/// `pid` is left out once the process is gone and `annotations` when empty.
+#[derive(serde::Serialize)]
+struct HookState<'a> {
+    #[serde(rename = "ociVersion")]
+    oci_version: &'static str,
+    id: &'a str,
+    status: Status,
+    #[serde(skip_serializing_if = "is_zero")]
+    pid: i32,
+    bundle: &'a Path,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annotations: Option<&'a std::collections::HashMap<String, String>>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+/// runc passes `creating` to prestart/createRuntime, `created` to poststart (the state is
+/// taken before the fifo is released) and `stopped` without a pid to poststop.
 fn state_json(record: &ContainerRecord, status: Status) -> Vec<u8> {
-    let mut state = record.oci_state(status);
-    state.pid = record.init_pid;
+    let state = HookState {
+        oci_version: crate::state::STATE_OCI_VERSION,
+        id: &record.id,
+        status,
+        pid: if status == Status::Stopped {
+            0
+        } else {
+            record.init_pid
+        },
+        bundle: &record.bundle,
+        annotations: record
+            .config
+            .annotations()
+            .as_ref()
+            .filter(|a| !a.is_empty()),
+    };
     serde_json::to_vec(&state).unwrap_or_default()
 }
 
@@ -1012,6 +1046,33 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn hook_state_shape_matches_runc() {
+        let record = ContainerRecord {
+            id: "c1".into(),
+            init_pid: 42,
+            init_start_time: 1,
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: "T".into(),
+            paused: false,
+            cgroup: None,
+            config: serde_json::from_str(r#"{"ociVersion":"1.0.2"}"#).expect("spec"),
+        };
+        let v: serde_json::Value =
+            serde_json::from_slice(&state_json(&record, Status::Creating)).expect("json");
+        assert_eq!(v["status"], "creating");
+        assert_eq!(v["pid"], 42);
+        assert_eq!(v["bundle"], "/b");
+        assert!(
+            v.get("annotations").is_none() && v.get("rootfs").is_none(),
+            "{v}"
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&state_json(&record, Status::Stopped)).expect("json");
+        assert!(v.get("pid").is_none(), "poststop gets no pid: {v}");
     }
 
     #[test]

@@ -254,10 +254,28 @@ pub fn main(args: Vec<OsString>) -> i32 {
     match dispatch(&cli, &log) {
         Ok(code) => code,
         Err(e) => {
-            log.error(&format!("{e:#}"));
+            log.error(&error_text(&e));
             1
         }
     }
+}
+
+/// The error and its causes joined with ": ", skipping a cause whose text the message
+/// already carries (library errors embed their errno text, and thiserror also reports it as
+/// the source).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn dispatch(cli: &Runc, log: &log::Log) -> anyhow::Result<i32> {
@@ -371,6 +389,19 @@ mod tests {
         ]);
         assert!(matches!(c.command, Some(Command::Run(ref a)) if a.detach));
         assert!(parse(&["runc", "--version"]).version);
+    }
+
+    #[test]
+    fn error_text_skips_repeated_causes() {
+        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let e = anyhow::Error::new(capsa_runtime::spec::SpecError::ReadConfig {
+            path: "/b/config.json".into(),
+            source: io,
+        })
+        .context("create failed");
+        let t = error_text(&e);
+        assert_eq!(t.matches("No such file or directory").count(), 1, "{t}");
+        assert!(t.starts_with("create failed: cannot read /b/config.json"), "{t}");
     }
 
     #[test]
