@@ -5,12 +5,14 @@
 //!   lifecycle operations (create/start/state/kill/delete/list/ps/pause/resume/update/exec).
 //! - `init`, `rootfs`, `security`, `console`: the processes that become the container
 //!   (the init and `exec` tenants): namespaces, mounts, user, capabilities, seccomp load, exec.
+//! - `idmap`: idmapped detached mounts for user-namespaced containers (rootfs, layers, volumes).
 //! - `cgroups`, `seccomp`: resource control and syscall filters.
 
 pub mod cgroups;
 pub mod console;
 pub mod container;
 pub mod hooks;
+pub mod idmap;
 pub mod init;
 pub mod rootfs;
 pub mod seccomp;

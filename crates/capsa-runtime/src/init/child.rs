@@ -5,7 +5,8 @@
 //! state store. Runs in a freshly cloned single-threaded process: no threads, no async.
 //!
 //! Order for the init (runc's standard init, with mounts done before pivot through fds):
-//! non-dumpable → [join/unshare/fork] → wait GO → setsid → keyring → mounts, devices, console,
+//! non-dumpable → [join/unshare/fork] → wait GO → rslave, root attached (host paths looked up
+//! with the host credentials) → [become root of a new user namespace] → [overlay root] → setsid → keyring → mounts, devices, console,
 //! masked/readonly paths → createContainer hooks → pivot_root → readonly root → hostname →
 //! sysctls → oom_score_adj → rlimits → [no_new_privs] → [seccomp if !nnp] → fds CLOEXEC →
 //! chdir → bounding → keepcaps → groups/gid/uid → keepcaps off → capset → ambient → verify cwd →
@@ -69,6 +70,8 @@ pub struct InitCtx<'a> {
     pub common: Common<'a>,
     pub ns: NsPlan,
     pub rootfs: rootfs::RootfsPlan,
+    /// Detached mounts made on the host (user namespaces only).
+    pub detached: rootfs::userns::Detached,
     /// O_PATH handle of exec.fifo, reopened for writing at the end.
     pub fifo_fd: OwnedFd,
     pub hostname: Option<Vec<u8>>,
@@ -111,12 +114,17 @@ fn run_init(ctx: &InitCtx, chan: &Channel, fast: bool) -> Step<Infallible> {
         become_container_process(&ctx.ns, chan)?;
     }
     wait_go(chan)?;
+    // Host paths are looked up before we become root of our user namespace (rootfs::userns).
+    rootfs::make_rslave()?;
+    let early =
+        rootfs::userns::attach_early(&ctx.rootfs.root_source, &ctx.rootfs.rootfs, &ctx.detached)?;
     enter_new_userns_as_root(&ctx.ns)?;
+    let root = rootfs::userns::finish_root(early)?;
     new_session()?;
     if !ctx.req.no_new_keyring {
         new_keyring(ctx.req.id)?;
     }
-    let root = rootfs::prepare(&ctx.rootfs, &ctx.common.proc)?;
+    let root = rootfs::prepare(&ctx.rootfs, root, &ctx.detached)?;
     if ctx.common.plan.terminal {
         console::setup_in_rootfs(&root, ctx.common.console.as_ref(), true)?;
     }

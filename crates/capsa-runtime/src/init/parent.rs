@@ -6,6 +6,7 @@
 
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -69,6 +70,7 @@ fn prepare_init<'a>(req: &'a InitRequest<'a>, fifo: &Path) -> Step<InitCtx<'a>> 
     let plan = security::ProcessPlan::new(process)?;
     let rootfs = rootfs::RootfsPlan::new(req.spec, req.bundle, req.rootfs, req.no_pivot)?;
     let ns = namespaces::plan_create(req.spec)?;
+    let detached = detach_sources(&rootfs, &ns)?;
     let console = open_console(req.console_socket, plan.terminal)?;
     make_fifo(fifo)?;
     let fifo_fd = rustix::fs::open(fifo, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
@@ -79,9 +81,25 @@ fn prepare_init<'a>(req: &'a InitRequest<'a>, fifo: &Path) -> Step<InitCtx<'a>> 
         common: child::Common::new(plan, console, req.seccomp, req.preserve_fds)?,
         ns,
         rootfs,
+        detached,
         fifo_fd,
         hostname,
     })
+}
+
+/// In a user namespace, bind sources (and an idmapped root) are cloned here, on the host, before
+/// the clone (see `rootfs::userns` for why the init cannot look them up itself).
+fn detach_sources(plan: &rootfs::RootfsPlan, ns: &NsPlan) -> Step<rootfs::userns::Detached> {
+    if !plan.userns {
+        return Ok(rootfs::userns::Detached::default());
+    }
+    let rootfs = Path::new(std::ffi::OsStr::from_bytes(plan.rootfs.as_bytes()));
+    rootfs::userns::detach_sources(
+        &plan.root_source,
+        rootfs,
+        &plan.mounts,
+        (&ns.uid_map, &ns.gid_map),
+    )
 }
 
 fn open_console(socket: Option<&Path>, terminal: bool) -> Step<Option<OwnedFd>> {
@@ -116,7 +134,11 @@ fn make_fifo(fifo: &Path) -> Step {
             e,
             "is the state directory writable?",
         )
-    })
+    })?;
+    // mknod applies our umask; the container user (a non-root uid, or root of a user namespace
+    // that maps to an unprivileged host uid) must be able to open it for writing.
+    rustix::fs::chmod(fifo, Mode::from_raw_mode(0o622))
+        .map_err(|e| StepError::sys("chmod", fifo.display(), e, ""))
 }
 
 /// Drive the protocol up to `Go`: write maps, learn the final pid, join the cgroup.

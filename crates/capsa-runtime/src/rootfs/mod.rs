@@ -9,6 +9,7 @@ mod cgroupfs;
 pub mod dev;
 pub mod options;
 pub mod resolve;
+pub mod userns;
 
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
@@ -34,6 +35,8 @@ pub struct MountPlan {
     pub data: Option<CString>,
     /// For binds: whether the source is a directory (decides mkdir vs an empty file target).
     pub source_is_dir: bool,
+    /// The mount's own `uidMappings`/`gidMappings` (OCI idmapped-mount extension), as map texts.
+    pub idmap: Option<(String, String)>,
 }
 
 /// Everything the init does with the filesystem.
@@ -57,6 +60,8 @@ pub struct RootfsPlan {
     pub kcore: bool,
     /// Host cgroup hierarchies, for `cgroup` mounts (read only when one is configured).
     pub cgroup_hierarchies: Vec<cgroupfs::Hierarchy>,
+    /// Where the root comes from (a bind, an idmapped clone, an overlay of idmapped layers).
+    pub root_source: userns::RootSource,
 }
 
 fn cpath(p: &Path) -> Step<CString> {
@@ -130,6 +135,7 @@ impl RootfsPlan {
             no_pivot,
             kcore: Path::new("/proc/kcore").exists(),
             cgroup_hierarchies,
+            root_source: userns::root_source(spec, has_ns(LinuxNamespaceType::User))?,
         })
     }
 }
@@ -180,6 +186,20 @@ fn mount_plan(m: &oci_spec::runtime::Mount, bundle: &Path) -> Step<MountPlan> {
                 .map_err(|_| StepError::msg("mount data contains NUL"))?,
         )
     };
+    let idmap = match (m.uid_mappings(), m.gid_mappings()) {
+        (Some(u), Some(g)) => Some((map_text(u), map_text(g))),
+        (None, None) => None,
+        _ => {
+            return Err(StepError::msg(format!(
+                "mount {dest}: uidMappings and gidMappings must be given together (runtime-spec)"
+            )));
+        }
+    };
+    if idmap.is_some() && !opts.is_bind() {
+        return Err(StepError::msg(format!(
+            "mount {dest}: uidMappings/gidMappings are only supported on bind mounts"
+        )));
+    }
     Ok(MountPlan {
         dest,
         fstype,
@@ -187,7 +207,15 @@ fn mount_plan(m: &oci_spec::runtime::Mount, bundle: &Path) -> Step<MountPlan> {
         opts,
         data,
         source_is_dir,
+        idmap,
     })
+}
+
+/// `container host size` lines, as /proc/<pid>/uid_map and user namespaces want them.
+fn map_text(maps: &[oci_spec::runtime::LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
 }
 
 /// Open a directory of the current root (the `exec` tenant's view of the container).
@@ -200,9 +228,9 @@ pub fn open_root_dir(path: &str) -> Step<OwnedFd> {
     .map_err(|e| StepError::sys("open", path, e, ""))
 }
 
-/// Mount namespace setup up to (not including) pivot_root; returns the rootfs fd.
-pub fn prepare(plan: &RootfsPlan, _proc: &OwnedFd) -> Step<OwnedFd> {
-    // Our copy of the host mounts must not propagate back: rslave (runc's default) before anything.
+/// First step in the new mount namespace: our copy of the host mounts must not propagate back
+/// (rslave, runc's default), before anything is mounted.
+pub fn make_rslave() -> Step {
     sys::mount(None, c"/", None, libc::MS_SLAVE | libc::MS_REC, None).map_err(|e| {
         StepError::sys(
             "make / rslave",
@@ -210,31 +238,15 @@ pub fn prepare(plan: &RootfsPlan, _proc: &OwnedFd) -> Step<OwnedFd> {
             e,
             "is there a mount namespace?",
         )
-    })?;
-    // pivot_root needs new_root to be a mount point (pivot_root(2)).
-    sys::mount(
-        Some(&plan.rootfs),
-        &plan.rootfs,
-        None,
-        libc::MS_BIND | libc::MS_REC,
-        None,
-    )
-    .map_err(|e| {
-        StepError::sys(
-            "bind the rootfs",
-            plan.rootfs.to_string_lossy(),
-            e,
-            "does root.path exist?",
-        )
-    })?;
-    let root = rustix::fs::open(
-        plan.rootfs.as_c_str(),
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| StepError::sys("open", plan.rootfs.to_string_lossy(), e, ""))?;
-    for m in &plan.mounts {
-        mount_one(&root, m, plan)?;
+    })
+}
+
+/// Mount namespace setup up to (not including) pivot_root, on the root that `userns` put in
+/// place; returns the rootfs fd.
+pub fn prepare(plan: &RootfsPlan, root: OwnedFd, detached: &userns::Detached) -> Step<OwnedFd> {
+    for (i, m) in plan.mounts.iter().enumerate() {
+        let src = detached.binds.get(i).and_then(Option::as_ref);
+        mount_one(&root, m, plan, src)?;
     }
     if plan.setup_dev {
         dev::create_all(&root, &plan.devices, plan.userns)?;
@@ -244,8 +256,14 @@ pub fn prepare(plan: &RootfsPlan, _proc: &OwnedFd) -> Step<OwnedFd> {
 }
 
 /// One config mount, onto a target resolved inside the root.
-fn mount_one(root: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Step {
+fn mount_one(root: &OwnedFd, m: &MountPlan, plan: &RootfsPlan, detached: Option<&OwnedFd>) -> Step {
     let target = mount_target(root, m)?;
+    if let Some(src) = detached {
+        // A clone made on the host (user namespaces: see `userns`), maybe idmapped.
+        userns::attach_bind(src, &target, &m.dest)?;
+        remount_bind(root, m)?;
+        return propagate(root, m);
+    }
     match m.fstype.as_str() {
         "cgroup" => return cgroupfs::mount(root, &target, m, plan),
         "sysfs" if plan.userns => {

@@ -13,6 +13,8 @@ pub struct MountOptions {
     pub data: String,
     /// `rro`-style recursive read-only (applied with mount_setattr(AT_RECURSIVE)).
     pub recursive_ro: bool,
+    /// `idmap` (Some(false)) or `ridmap` (Some(true), recursive): an idmapped bind mount.
+    pub idmap: Option<bool>,
 }
 
 impl MountOptions {
@@ -78,7 +80,10 @@ pub fn parse(options: &[String]) -> MountOptions {
         } else if opt == "rro" {
             o.recursive_ro = true;
             o.flags |= libc::MS_RDONLY;
-        } else if opt == "tmpcopyup" || opt == "rrw" || opt.starts_with("idmap") {
+        } else if opt == "idmap" || opt == "ridmap" {
+            // OCI mount extension: an idmapped bind (runtime-spec config.md, "idmap"/"ridmap").
+            o.idmap = Some(opt == "ridmap");
+        } else if opt == "tmpcopyup" || opt == "rrw" {
             // runc extensions we do not implement; ignored as runc ignores unknown extensions.
         } else {
             data.push(opt);
