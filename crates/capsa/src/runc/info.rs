@@ -139,13 +139,21 @@ pub fn features(grantable: CapSet) -> Value {
                 "archs": ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32"]
             },
             "apparmor": {"enabled": false},
-            "selinux": {"enabled": false}
+            "selinux": {"enabled": false},
+            // runtime-spec features.md: idmapped bind mounts (mount uidMappings/gidMappings).
+            "mountExtensions": {"idmap": {"enabled": idmap_supported()}}
         },
         "annotations": {
             "org.opencontainers.runc.version": format!("{RUNC_COMPAT}-capsa"),
-            "io.capsa.version": env!("CARGO_PKG_VERSION")
+            "io.capsa.version": env!("CARGO_PKG_VERSION"),
+            "io.capsa.userns.rootfs": "org.capsa.rootfs.idmap, org.capsa.rootfs.overlay (docs/userns.md)"
         }
     })
+}
+
+/// Whether this kernel idmaps a mount of the root filesystem (one helper process and a clone).
+fn idmap_supported() -> bool {
+    capsa_runtime::idmap::probe(Path::new("/")).is_ok()
 }
 
 /// runc 1.1.5's list (mount options are passed to mount(2) flags or data by `rootfs`).
@@ -159,6 +167,7 @@ const MOUNT_OPTIONS: &[&str] = &[
     "diratime",
     "dirsync",
     "exec",
+    "idmap",
     "iversion",
     "lazytime",
     "loud",
@@ -183,6 +192,7 @@ const MOUNT_OPTIONS: &[&str] = &[
     "relatime",
     "remount",
     "rexec",
+    "ridmap",
     "rnoatime",
     "rnodev",
     "rnodiratime",
