@@ -163,3 +163,41 @@ fn init_reaper_is_pid_1() {
     assert_eq!(lines.next(), None, "{text}");
     assert!(env.ids().is_empty());
 }
+
+#[test]
+fn tty_gets_a_pty_and_logs_keep_detached_output() {
+    let Some(env) = env() else { return };
+    // script(1) gives capsa a terminal of its own, as an interactive shell would.
+    let cmd = format!(
+        "{} run --rm -it {IMAGE} sh -c 'tty; exit 3'",
+        env.bin.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("CAPSA_ROOT", env.root.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/0"), "{text}");
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    let n = name("dt");
+    env.ok(&[
+        "run",
+        "-dt",
+        "--name",
+        &n,
+        IMAGE,
+        "sh",
+        "-c",
+        "tty; echo detached",
+    ]);
+    assert_eq!(env.ok(&["wait", &n]).trim(), "0");
+    let logs = env.ok(&["logs", &n]);
+    assert!(
+        logs.contains("/dev/pts/0") && logs.contains("detached"),
+        "{logs}"
+    );
+    env.ok(&["rm", &n]);
+    assert!(env.ids().is_empty());
+}

@@ -46,7 +46,7 @@ impl Engine {
 
     /// Runtime create + start of a created or exited container; records it as running.
     /// The caller becomes the init's parent.
-    fn launch(&self, r: &Record, monitor: bool) -> Result<i32> {
+    fn launch(&self, r: &Record, monitor: bool) -> Result<(i32, Option<OwnedFd>)> {
         let dir = self.store.dir(&r.id);
         self.remount_rootfs(&r.id)?;
         let root = self.runtime();
@@ -54,7 +54,17 @@ impl Engine {
         let _ = rt::delete(&root, &r.id, true);
         let bundle = capsa_runtime::spec::load_bundle(&dir, crate::caps::available())
             .map_err(|e| Error::Runtime(e.to_string()))?;
-        let opts = rt::CreateOptions::default();
+        // With a terminal the runtime sends the pty master to our console socket; it then treats
+        // the create as detached (we, not it, relay the terminal).
+        let console = if r.config.tty {
+            Some(crate::tty::listen()?)
+        } else {
+            None
+        };
+        let opts = rt::CreateOptions {
+            console_socket: console.as_ref().map(|c| c.path.clone()),
+            ..rt::CreateOptions::default()
+        };
         // The runtime makes exec.fifo with mode 0622 so that a non-root init can write it;
         // mknod(2) applies the umask, and 022 would leave 0600 (EACCES for `--user 65534`).
         // Everything else the runtime creates has an explicit mode inside 0700 directories,
@@ -63,6 +73,13 @@ impl Engine {
         let created = rt::create(&root, &r.id, &bundle, &opts);
         rustix::process::umask(old_umask);
         let pid = created.map_err(rt_err)?;
+        let master = match console.as_ref().map(|c| c.receive_master()).transpose() {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = rt::delete(&root, &r.id, true);
+                return Err(e);
+            }
+        };
         let lo = match r.config.network {
             crate::options::NetworkMode::None => crate::netns::loopback_up(pid),
             crate::options::NetworkMode::Host => Ok(()),
@@ -88,7 +105,7 @@ impl Engine {
             (rec.state.monitor_pid, rec.state.monitor_start) =
                 if monitor { (me, my_start) } else { (0, 0) };
         })?;
-        Ok(pid)
+        Ok((pid, master))
     }
 
     /// The snapshot is mounted at create; after a reboot (or an unmount) mount it again.
@@ -130,15 +147,20 @@ impl Engine {
         if !r.config.interactive {
             redirect_stdin_to_null()?;
         }
-        let pid = match self.launch(&r, false) {
-            Ok(pid) => pid,
+        let (pid, master) = match self.launch(&r, false) {
+            Ok(l) => l,
             Err(e) => {
                 self.record_failure(id, &e);
                 return Err(e);
             }
         };
         rt::foreground::block_signals().map_err(|e| Error::io("sigprocmask", "/", e))?;
-        Ok(self.supervise(id, pid))
+        let terminal = master
+            .map(|m| crate::tty::relay(m, r.config.interactive))
+            .transpose()?;
+        let code = self.supervise(id, pid);
+        drop(terminal);
+        Ok(code)
     }
 
     fn record_failure(&self, id: &str, e: &Error) {
@@ -190,8 +212,10 @@ impl Engine {
             .monitor_stdio(id)
             .and_then(|()| self.launch(&self.store.load(id)?, true));
         match launched {
-            Ok(pid) => {
+            Ok((pid, master)) => {
                 let _ = rt::foreground::block_signals();
+                // -dt: the pty's output goes to our stdout, which is the log file.
+                let _terminal = master.map(|m| crate::tty::relay(m, false));
                 let _ = report.write_all(b"ok");
                 drop(report);
                 self.supervise(id, pid)

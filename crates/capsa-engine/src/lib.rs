@@ -26,6 +26,7 @@ pub mod spec;
 pub mod status;
 mod sys;
 pub mod time;
+mod tty;
 pub mod user;
 
 pub use create::Created;

@@ -56,7 +56,7 @@ pub struct RunArgs {
     /// Keep STDIN open.
     #[arg(short, long)]
     interactive: bool,
-    /// Allocate a pseudo-TTY (not supported yet: the container runs without one).
+    /// Allocate a pseudo-TTY.
     #[arg(short, long)]
     tty: bool,
     /// Set environment variables.
@@ -309,11 +309,7 @@ fn each(list: &[String], mut f: impl FnMut(&str) -> Result<(), capsa_engine::Err
     Ok(code)
 }
 
-fn run(engine: &Engine, mut a: RunArgs, start: bool) -> CmdResult {
-    if a.tty {
-        eprintln!("capsa: WARNING: -t is not supported yet; the container runs without a terminal");
-        a.tty = false;
-    }
+fn run(engine: &Engine, a: RunArgs, start: bool) -> CmdResult {
     let detach = a.detach;
     let created = engine.create(&a.options())?;
     for w in &created.warnings {
