@@ -153,7 +153,10 @@ fn push_inner(root: Option<&Path>, args: PushArgs) -> Result<i32> {
         },
         ..PushOptions::default()
     };
-    let display = Display::new(args.quiet);
+    let display = Display {
+        push: true,
+        ..Display::new(args.quiet)
+    };
     let digest = registry::push(&store, &args.image, &target, &opts, &display)
         .with_context(|| format!("cannot push {}", target.familiar()))?;
     display.finish();
@@ -279,6 +282,8 @@ struct Display {
     bars: Option<MultiProgress>,
     layers: Mutex<HashMap<String, ProgressBar>>,
     downloaded: std::sync::atomic::AtomicBool,
+    /// Words for push instead of pull.
+    push: bool,
 }
 
 impl Display {
@@ -289,6 +294,7 @@ impl Display {
             bars: (tty && !quiet).then(MultiProgress::new),
             layers: Mutex::new(HashMap::new()),
             downloaded: std::sync::atomic::AtomicBool::new(false),
+            push: false,
         }
     }
 
@@ -327,7 +333,14 @@ impl Progress for Display {
                 &format!("Resuming download at byte {resumed_from} of {size}"),
             );
         } else {
-            self.line(digest, "Pulling fs layer");
+            self.line(
+                digest,
+                if self.push {
+                    "Pushing"
+                } else {
+                    "Pulling fs layer"
+                },
+            );
         }
         if let Some(m) = &self.bars {
             let bar = m.add(ProgressBar::new(size));
@@ -360,14 +373,13 @@ impl Progress for Display {
         {
             b.finish_and_clear();
         }
-        self.line(
-            digest,
-            if cached {
-                "Already exists"
-            } else {
-                "Pull complete"
-            },
-        );
+        let what = match (self.push, cached) {
+            (true, true) => "Layer already exists",
+            (true, false) => "Pushed",
+            (false, true) => "Already exists",
+            (false, false) => "Pull complete",
+        };
+        self.line(digest, what);
     }
 
     fn message(&self, msg: &str) {
