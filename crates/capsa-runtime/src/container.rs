@@ -790,7 +790,7 @@ pub mod foreground {
     /// sigwaitinfo(2). Call after the container process exists: a forked child inherits
     /// the mask.
     pub fn block_signals() -> std::io::Result<()> {
-        let set = signal_set();
+        let set = blocked_set();
         // SAFETY: `set` is a valid, initialized sigset_t; the old mask is not requested.
         let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
         if rc == 0 {
@@ -800,7 +800,8 @@ pub mod foreground {
         }
     }
 
-    fn signal_set() -> libc::sigset_t {
+    /// The forwarded signals plus SIGCHLD (for a signalfd over the same set).
+    pub fn blocked_set() -> libc::sigset_t {
         // SAFETY: sigemptyset initializes the set before any other use; sigaddset only gets
         // valid signal numbers.
         unsafe {
@@ -815,7 +816,7 @@ pub mod foreground {
 
     /// Waits for `pid` (our child, or an orphan we reap as subreaper), relaying signals.
     pub fn wait(pid: i32) -> std::io::Result<i32> {
-        let set = signal_set();
+        let set = blocked_set();
         loop {
             // Check before every wait: a SIGCHLD that came before the mask was set is lost.
             if let Some(code) = reap(pid)? {
@@ -837,7 +838,7 @@ pub mod foreground {
     }
 
     /// Reaps every exited child; returns the exit code if `pid` was one of them.
-    fn reap(pid: i32) -> std::io::Result<Option<i32>> {
+    pub fn reap(pid: i32) -> std::io::Result<Option<i32>> {
         loop {
             let mut status = 0;
             // SAFETY: waitpid writes one int into `status`, which outlives the call.

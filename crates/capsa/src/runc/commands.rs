@@ -15,6 +15,7 @@ use capsa_runtime::spec;
 use capsa_runtime::state::{OciState, StateRoot};
 
 use super::log::Log;
+use super::tty;
 
 /// What every command needs: the state root and the log.
 pub struct Ctx<'a> {
@@ -54,35 +55,82 @@ pub fn create_opts(a: &super::CreateArgs, foreground: bool) -> CreateOptions {
 }
 
 pub fn create(ctx: &Ctx, id: &str, opts: &CreateOptions, bundle: &Path) -> Result<i32> {
+    let loaded = load(ctx, bundle)?;
+    create_loaded(ctx, id, opts, &loaded)
+}
+
+fn load(ctx: &Ctx, bundle: &Path) -> Result<spec::BundleSpec> {
     let loaded = spec::load_bundle(bundle, grantable()?)?;
     ctx.warn_all(&loaded.warnings);
-    let pid = container::create(&ctx.root, id, &loaded, opts)?;
+    Ok(loaded)
+}
+
+fn create_loaded(
+    ctx: &Ctx,
+    id: &str,
+    opts: &CreateOptions,
+    loaded: &spec::BundleSpec,
+) -> Result<i32> {
+    let pid = container::create(&ctx.root, id, loaded, opts)?;
     ctx.log
         .debug(&format!("container {id} created, init pid {pid}"));
     Ok(pid)
 }
 
-/// `run`: create and start; in the foreground, wait for the init while forwarding signals,
-/// then delete the container and return its exit code.
+/// `run`: create and start; in the foreground, wait for the init while forwarding signals
+/// (relaying the terminal when `process.terminal` is set), then delete the container and
+/// return its exit code.
 pub fn run(ctx: &Ctx, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<i32> {
-    if opts.foreground {
+    let loaded = load(ctx, bundle)?;
+    let terminal = loaded
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    let console = if opts.foreground && terminal {
+        if opts.console_socket.is_some() {
+            anyhow::bail!("cannot use console socket if runc will not detach or allocate tty");
+        }
+        Some(tty::ConsoleSocket::bind(ctx.root.path(), id)?)
+    } else {
+        None
+    };
+    let mut opts = opts.clone();
+    if let Some(c) = &console {
+        // We are the console socket's receiver: to the runtime this is a detached terminal.
+        opts.console_socket = Some(c.path().to_path_buf());
+        opts.foreground = false;
+    }
+    if opts.foreground || console.is_some() {
         // The init may be re-parented (a double fork, or joined namespaces): as subreaper
         // we still get its exit status (prctl(2) PR_SET_CHILD_SUBREAPER).
         let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
     }
-    let pid = create(ctx, id, opts, bundle)?;
-    if opts.foreground {
-        // Blocked only now: the init was forked before and must not inherit the mask.
-        foreground::block_signals().context("cannot block signals for forwarding")?;
+    let pid = create_loaded(ctx, id, &opts, &loaded)?;
+    let master = match &console {
+        Some(c) => Some(c.receive_master().inspect_err(|_| {
+            let _ = container::delete(&ctx.root, id, true);
+        })?),
+        None => None,
+    };
+    if !opts.foreground && master.is_none() {
+        if let Err(e) = start(ctx, id) {
+            let _ = container::delete(&ctx.root, id, true);
+            return Err(e);
+        }
+        return Ok(0);
     }
+    // Blocked only now: the init was forked before and must not inherit the mask.
+    foreground::block_signals().context("cannot block signals for forwarding")?;
     if let Err(e) = start(ctx, id) {
         let _ = container::delete(&ctx.root, id, true);
         return Err(e);
     }
-    if !opts.foreground {
-        return Ok(0);
-    }
-    let code = foreground::wait(pid).context("waiting for the container failed")?;
+    let code = match &master {
+        Some(m) => tty::relay(m, pid)?,
+        None => foreground::wait(pid).context("waiting for the container failed")?,
+    };
     let warnings = container::remove_stopped(&ctx.root, id)?;
     ctx.warn_all(&warnings);
     Ok(code)
@@ -242,12 +290,30 @@ pub fn exec(ctx: &Ctx, a: &super::ExecArgs) -> Result<i32> {
         preserve_fds: a.preserve_fds,
         detach: a.detach,
     };
+    let terminal = process.terminal().unwrap_or(false);
+    let console = if terminal && !a.detach && a.console_socket.is_none() {
+        Some(tty::ConsoleSocket::bind(ctx.root.path(), &a.id)?)
+    } else {
+        None
+    };
+    let mut opts = opts;
+    if let Some(c) = &console {
+        opts.console_socket = Some(c.path().to_path_buf());
+        opts.detach = true;
+    }
     let pid = container::exec(&ctx.root, &a.id, &process, &opts)?;
     if a.detach {
         return Ok(0);
     }
+    let master = console
+        .as_ref()
+        .map(tty::ConsoleSocket::receive_master)
+        .transpose()?;
     foreground::block_signals().context("cannot block signals for forwarding")?;
-    Ok(foreground::wait(pid).context("waiting for the exec process failed")?)
+    match &master {
+        Some(m) => tty::relay(m, pid),
+        None => Ok(foreground::wait(pid).context("waiting for the exec process failed")?),
+    }
 }
 
 /// `--user uid[:gid]` (numbers only, as runc accepts them).

@@ -92,10 +92,10 @@ fn make_rootless(spec: &mut Value) {
             if m["type"] == "sysfs" {
                 *m = json!({"destination": "/sys", "type": "none", "source": "/sys",
                             "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
-            } else if m["type"] == "devpts" {
-                if let Some(opts) = m["options"].as_array_mut() {
-                    opts.retain(|o| o != "gid=5");
-                }
+            } else if m["type"] == "devpts"
+                && let Some(opts) = m["options"].as_array_mut()
+            {
+                opts.retain(|o| o != "gid=5");
             }
         }
     }

@@ -7,6 +7,7 @@
 mod commands;
 mod info;
 mod log;
+mod tty;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -401,7 +402,10 @@ mod tests {
         .context("create failed");
         let t = error_text(&e);
         assert_eq!(t.matches("No such file or directory").count(), 1, "{t}");
-        assert!(t.starts_with("create failed: cannot read /b/config.json"), "{t}");
+        assert!(
+            t.starts_with("create failed: cannot read /b/config.json"),
+            "{t}"
+        );
     }
 
     #[test]
