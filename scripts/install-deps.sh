@@ -11,7 +11,7 @@ PKGS=(
   # container images and peers
   busybox-static runc crun containerd podman skopeo umoci docker-registry uidmap
   # networking and misc used by tests
-  iproute2 iputils-ping jq psmisc hyperfine curl ca-certificates
+  iproute2 iputils-ping jq psmisc hyperfine curl ca-certificates apache2-utils zstd
 )
 missing=()
 for p in "${PKGS[@]}"; do
