@@ -34,6 +34,8 @@ pub struct CapRequest<'a> {
     pub privileged: bool,
     /// The container's process runs with a uid other than 0.
     pub non_root: bool,
+    /// The default set before adds and drops (the system config's profile); `None`: Docker's.
+    pub defaults: Option<&'a [String]>,
 }
 
 /// The outcome: the five sets and the warnings for requests that change nothing.
@@ -55,14 +57,12 @@ pub fn available() -> CapSet {
 
 /// Resolves a request against `available`; Docker's error texts on bad names.
 pub fn resolve(req: CapRequest<'_>, available: CapSet) -> Result<Resolved> {
-    let result = capsa_caps::resolve(
-        docker_defaults(),
-        req.add,
-        req.drop,
-        req.privileged,
-        available,
-    )
-    .map_err(|e| Error::Capability(e.to_string()))?;
+    let defaults = match req.defaults {
+        Some(names) => named(names),
+        None => docker_defaults(),
+    };
+    let result = capsa_caps::resolve(defaults, req.add, req.drop, req.privileged, available)
+        .map_err(|e| Error::Capability(e.to_string()))?;
     let ambient = if req.non_root {
         named(req.add).intersection(result)
     } else {
@@ -170,6 +170,7 @@ mod tests {
             drop,
             privileged,
             non_root,
+            defaults: None,
         }
     }
 

@@ -11,6 +11,7 @@ use crate::names;
 use crate::options::{ContainerConfig, NetworkMode, RunOptions};
 use crate::record::{CapMasks, Record, State, write_atomic};
 use crate::spec::{self, ImageDefaults, SpecInput};
+use crate::userns;
 use capsa_image::Snapshot;
 use std::path::Path;
 
@@ -34,6 +35,7 @@ impl Engine {
                 drop: &config.cap_drop,
                 privileged: config.privileged,
                 non_root: false,
+                defaults: config.cap_defaults.as_deref(),
             },
             caps::available(),
         )?;
@@ -46,14 +48,19 @@ impl Engine {
         let name = self.pick_name(opts.name.as_deref())?;
         let id = names::new_id()?;
         let dir = self.store.dir(&id);
-        let snapshot = Snapshot::prepare(&images, &image, &id, &dir)
-            .map_err(|e| Error::Image(format!("cannot prepare the rootfs of {name}: {e}")))?;
+        // Before anything exists: a missing subordinate range must leave nothing behind.
+        let paths = &self.store.paths;
+        let mapping = userns::mapping_for(&config.userns, paths.root(), &paths.containers(), &id)?;
+        let snapshot = Snapshot::prepare(&images, &image, &id, &dir).map_err(|e| {
+            let _ = userns::release(paths.root(), &id);
+            Error::Image(format!("cannot prepare the rootfs of {name}: {e}"))
+        })?;
         let made = self.write_bundle(
             &id,
             &name,
             &config,
             &defaults,
-            &snapshot.rootfs,
+            (&snapshot, mapping.as_ref()),
             image.id().to_string(),
         );
         drop(lock);
@@ -66,6 +73,7 @@ impl Engine {
             Err(e) => {
                 let _ = Snapshot::remove(&images, &id, &dir);
                 let _ = self.store.remove_dir(&id);
+                let _ = userns::release(paths.root(), &id);
                 Err(e)
             }
         }
@@ -95,18 +103,23 @@ impl Engine {
         name: &str,
         config: &ContainerConfig,
         image: &ImageDefaults,
-        rootfs: &Path,
+        (snapshot, mapping): (&Snapshot, Option<&userns::Mapping>),
         image_id: String,
     ) -> Result<Record> {
         let dir = self.store.dir(id);
-        let generated = spec::generate(&SpecInput {
+        let mut generated = spec::generate(&SpecInput {
             id,
             config,
             image,
-            rootfs,
+            rootfs: &snapshot.rootfs,
             container_dir: &dir,
             available: caps::available(),
         })?;
+        if let Some(m) = mapping {
+            let overlay = userns::overlay_annotation(snapshot)?;
+            userns::apply_to_spec(&mut generated.spec, m, overlay)?;
+            userns::save_mapping(&dir, m)?;
+        }
         write_etc_files(&dir, &generated.hostname, config.network)?;
         let spec_json = serde_json::to_vec_pretty(&generated.spec).map_err(|e| Error::Json {
             path: dir.join("config.json"),

@@ -332,7 +332,9 @@ impl Engine {
         let images = self.image_store()?;
         capsa_image::Snapshot::remove(&images, id, &dir)
             .map_err(|e| Error::Image(format!("cannot remove the rootfs of {id}: {e}")))?;
-        self.store.remove_dir(id)
+        self.store.remove_dir(id)?;
+        // A `--userns=auto` range is free again once the container is gone.
+        crate::userns::release(self.store.paths.root(), id)
     }
 
     /// `wait`: blocks until the container is not running; returns its exit code.

@@ -25,9 +25,11 @@ pub mod record;
 pub mod spec;
 pub mod status;
 mod sys;
+pub mod sysconfig;
 pub mod time;
 mod tty;
 pub mod user;
+pub mod userns;
 
 pub use create::Created;
 pub use engine::Engine;

@@ -38,6 +38,13 @@ pub struct RunOptions {
     pub sysctl: Vec<String>,
     pub ulimit: Vec<String>,
     pub init: bool,
+    /// `--userns`: `host`, `auto` or `auto:size=N` (see `userns`).
+    pub userns: Option<String>,
+    /// `--userns-remap`: `default` or `USER[:GROUP]` (or the system config's default).
+    pub userns_remap: Option<String>,
+    /// The default capability names before adds and drops (the system config's profile);
+    /// `None` means Docker's 14.
+    pub cap_defaults: Option<Vec<String>>,
     pub image: String,
     pub command: Vec<String>,
 }
@@ -133,6 +140,12 @@ pub struct ContainerConfig {
     pub sysctls: Vec<(String, String)>,
     pub ulimits: Vec<Ulimit>,
     pub init: bool,
+    /// The user namespace asked for (records made before it existed read as `host`).
+    #[serde(default)]
+    pub userns: crate::userns::UsernsMode,
+    /// The default capability set (`RunOptions::cap_defaults`).
+    #[serde(default)]
+    pub cap_defaults: Option<Vec<String>>,
 }
 
 impl RunOptions {
@@ -191,7 +204,19 @@ impl RunOptions {
                 .map(|u| parse_ulimit(u))
                 .collect::<Result<_>>()?,
             init: self.init,
+            userns: self.userns_mode()?,
+            cap_defaults: self.cap_defaults.clone(),
         })
+    }
+}
+
+impl RunOptions {
+    /// `--userns`/`--userns-remap`, and the flags Docker refuses with a private user namespace.
+    fn userns_mode(&self) -> Result<crate::userns::UsernsMode> {
+        let mode = crate::userns::parse(self.userns.as_deref(), self.userns_remap.as_deref())?;
+        let host_net = self.network.as_deref() == Some("host");
+        crate::userns::check_compatible(&mode, self.privileged, host_net)?;
+        Ok(mode)
     }
 }
 

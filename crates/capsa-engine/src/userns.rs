@@ -393,7 +393,12 @@ fn ranges_file(root: &Path) -> PathBuf {
 
 /// Allocates a range for `container` under the flock of `<root>/userns-ranges.lock`; entries
 /// whose container directory is gone are freed first.
-pub fn allocate_auto(root: &Path, containers: &Path, container: &str, size: u32) -> Result<Mapping> {
+pub fn allocate_auto(
+    root: &Path,
+    containers: &Path,
+    container: &str,
+    size: u32,
+) -> Result<Mapping> {
     let pool = auto_pool()?;
     std::fs::create_dir_all(root).map_err(|e| Error::io("create directory", root, e))?;
     let _lock = lock_file(&root.join("userns-ranges.lock"))?;

@@ -4,11 +4,18 @@ use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 
 #[derive(Parser)]
-#[command(name = "capsa", version, about = "A daemonless, least-privilege container runtime")]
+#[command(
+    name = "capsa",
+    version,
+    about = "A daemonless, least-privilege container runtime"
+)]
 struct Cli {
     /// Where images and container layers live (default /var/lib/capsa).
     #[arg(long, global = true, env = "CAPSA_ROOT", value_name = "DIR")]
     root: Option<std::path::PathBuf>,
+    /// The system config file (default /etc/capsa/capsa.toml; also CAPSA_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,9 +57,24 @@ pub fn main(args: Vec<OsString>) -> i32 {
             return e.exit_code();
         }
     };
+    if let Command::Caps(args) = cli.command {
+        return crate::caps_cmd::run(args);
+    }
+    // Every other command reads the system config: its `root` applies when --root is not given.
+    let config = match capsa_engine::sysconfig::load(cli.config.as_deref()) {
+        Ok(l) => l.config,
+        Err(e) => {
+            eprintln!("capsa: {e}");
+            return 125;
+        }
+    };
+    let cli = Cli {
+        root: cli.root.or_else(|| config.root.clone()),
+        ..cli
+    };
     match cli.command {
         Command::Caps(args) => crate::caps_cmd::run(args),
-        Command::Container(cmd) => crate::container_cmd::main(cli.root.as_deref(), cmd),
+        Command::Container(cmd) => crate::container_cmd::main(cli.root.as_deref(), &config, cmd),
         Command::Import(args) => crate::image_cmd::import(cli.root.as_deref(), args),
         Command::Images(args) => crate::image_cmd::images(cli.root.as_deref(), args),
         Command::Rmi(args) => crate::image_cmd::rmi(cli.root.as_deref(), args),

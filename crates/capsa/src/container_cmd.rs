@@ -3,6 +3,7 @@
 //! output and exit codes as Docker's CLI has them (125 for capsa's own errors, otherwise the
 //! container's code). No policy lives here.
 
+use capsa_engine::sysconfig::SystemConfig;
 use capsa_engine::{Engine, ExecOptions, Paths, RunOptions};
 
 /// `println!` that ignores a closed stdout (`capsa ps | head`): no panic, as Docker's CLI.
@@ -122,6 +123,12 @@ pub struct RunArgs {
     /// Run capsa's small reaper as PID 1 (needs a glibc-based image, see docs/run.md).
     #[arg(long)]
     init: bool,
+    /// User namespace: host (no remapping), auto or auto:size=N (a range of its own).
+    #[arg(long, value_name = "host|auto[:size=N]")]
+    userns: Option<String>,
+    /// Remap container root to the subordinate ids of a user (/etc/subuid, /etc/subgid).
+    #[arg(long = "userns-remap", value_name = "default|USER[:GROUP]")]
+    userns_remap: Option<String>,
     /// The image to run.
     image: String,
     /// The command and its arguments (default: the image's).
@@ -158,6 +165,9 @@ impl RunArgs {
             sysctl: self.sysctl,
             ulimit: self.ulimit,
             init: self.init,
+            userns: self.userns,
+            userns_remap: self.userns_remap,
+            cap_defaults: None,
             image: self.image,
             command: self.command,
         }
@@ -259,12 +269,12 @@ pub struct WaitArgs {
 }
 
 /// Runs one container command; returns the exit code.
-pub fn main(root: Option<&Path>, cmd: ContainerCommand) -> i32 {
+pub fn main(root: Option<&Path>, config: &SystemConfig, cmd: ContainerCommand) -> i32 {
     let state_root = std::env::var_os("CAPSA_STATE_ROOT").map(PathBuf::from);
     let engine = Engine::new(Paths::new(root.map(Path::to_path_buf), state_root));
     let result = match cmd {
-        ContainerCommand::Run(a) => run(&engine, *a, true),
-        ContainerCommand::Create(a) => run(&engine, *a, false),
+        ContainerCommand::Run(a) => run(&engine, config, *a, true),
+        ContainerCommand::Create(a) => run(&engine, config, *a, false),
         ContainerCommand::Start(a) => start(&engine, a),
         ContainerCommand::Stop(a) => each(&a.containers, |c| {
             engine
@@ -309,9 +319,11 @@ fn each(list: &[String], mut f: impl FnMut(&str) -> Result<(), capsa_engine::Err
     Ok(code)
 }
 
-fn run(engine: &Engine, a: RunArgs, start: bool) -> CmdResult {
+fn run(engine: &Engine, config: &SystemConfig, a: RunArgs, start: bool) -> CmdResult {
     let detach = a.detach;
-    let created = engine.create(&a.options())?;
+    let mut options = a.options();
+    config.apply(&mut options);
+    let created = engine.create(&options)?;
     for w in &created.warnings {
         eprintln!("WARNING: {w}");
     }

@@ -76,6 +76,7 @@ pub fn generate(input: &SpecInput<'_>) -> Result<Generated> {
             drop: &cfg.cap_drop,
             privileged: cfg.privileged,
             non_root: user.uid != 0,
+            defaults: cfg.cap_defaults.as_deref(),
         },
         input.available,
     )?;
