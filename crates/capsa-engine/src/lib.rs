@@ -30,6 +30,7 @@ pub mod time;
 mod tty;
 pub mod user;
 pub mod userns;
+pub mod userns_caps;
 
 pub use create::Created;
 pub use engine::Engine;

@@ -207,6 +207,7 @@ fn inspect_json(r: &Record, st: Status) -> Value {
             "Memory": c.memory.unwrap_or(0),
             "NanoCpus": c.nano_cpus.unwrap_or(0),
             "PidsLimit": c.pids_limit,
+            "UsernsMode": match &c.userns { crate::userns::UsernsMode::Host => "host".to_string(), crate::userns::UsernsMode::Remap { user, group } => format!("remap:{user}:{group}"), crate::userns::UsernsMode::Auto { size } => format!("auto:size={size}") },
             "Binds": c.volumes.iter().map(|v| format!("{}:{}{}", v.source.display(), v.destination, if v.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
         },
         "Config": {
@@ -228,6 +229,8 @@ fn inspect_json(r: &Record, st: Status) -> Value {
                 "NoNewPrivs": c.security.no_new_privileges,
             },
             "Live": live,
+            // Which user namespace the live capabilities are scoped to (docs/userns.md).
+            "UserNamespace": if running { crate::userns_caps::ProcUserns::read(r.state.pid as u32).map_or(Value::Null, |n| json!(n)) } else { Value::Null },
             "Warnings": r.warnings,
         },
     })

@@ -273,11 +273,12 @@ pub fn ensure_default_user() -> Result<()> {
             ],
         )?;
     }
+    // One start for both files, so that uids and gids of the new user line up.
+    let start = next_free_start()?;
     for (file, flag) in [(SUBUID, "--add-subuids"), (SUBGID, "--add-subgids")] {
         if has(file)? {
             continue;
         }
-        let start = next_free_start()?;
         let range = format!("{start}-{}", start + u64::from(CREATED_RANGE) - 1);
         run_tool("usermod", &[flag, &range, DEFAULT_USER])?;
     }

@@ -10,6 +10,7 @@ use std::io::Write;
 use capsa_caps::report::{CapView, PsRow, SetView, StateView};
 use capsa_caps::text::{self, GetpcapsStyle};
 use capsa_caps::{CapSet, CapState, ProcError, Profile, knowledge, parse, proc, resolve};
+use capsa_engine::userns_caps::{self, ProcUserns};
 use clap::{Subcommand, ValueEnum};
 use serde::Serialize;
 
@@ -40,6 +41,11 @@ enum CapsCommand {
         /// Also show the IAB tuple, like `getpcaps --iab`.
         #[arg(long)]
         iab: bool,
+        /// Also say which user namespace the caps are scoped to, and its uid/gid maps (one more
+        /// line per PID; JSON gets a `user_namespace` field). Off by default, so the text stays
+        /// byte-identical to getpcaps.
+        #[arg(long)]
+        userns: bool,
         /// Process IDs.
         #[arg(required = true, value_name = "PID")]
         pids: Vec<String>,
@@ -97,7 +103,12 @@ pub fn run(args: CapsArgs) -> i32 {
     let f = args.format;
     let result = match args.command {
         CapsCommand::Print => print(f),
-        CapsCommand::Pid { verbose, iab, pids } => pid(f, GetpcapsStyle { verbose, iab }, &pids),
+        CapsCommand::Pid {
+            verbose,
+            iab,
+            userns,
+            pids,
+        } => pid(f, GetpcapsStyle { verbose, iab }, userns, &pids),
         CapsCommand::Decode { hex } => decode(f, &hex),
         CapsCommand::Ps => ps(f),
         CapsCommand::List => list(f),
@@ -157,7 +168,22 @@ fn parse_pid(s: &str) -> Result<u32, Failure> {
         .ok_or_else(|| Failure::BadInput(format!("invalid PID {s:?}: expected a positive number")))
 }
 
-fn pid(f: Format, style: GetpcapsStyle, args: &[String]) -> Result<i32, Failure> {
+/// `caps pid --format json --userns`: the usual view plus the namespace.
+#[derive(Serialize)]
+struct PidNsView {
+    #[serde(flatten)]
+    caps: StateView,
+    user_namespace: Option<ProcUserns>,
+}
+
+/// The `--userns` line (or the JSON field) of one PID.
+fn userns_of(p: u32) -> Option<ProcUserns> {
+    ProcUserns::read(p)
+        .map_err(|e| eprintln!("capsa: cannot read the user namespace of {p}: {e}"))
+        .ok()
+}
+
+fn pid(f: Format, style: GetpcapsStyle, userns: bool, args: &[String]) -> Result<i32, Failure> {
     let pids = args
         .iter()
         .map(|a| parse_pid(a))
@@ -173,8 +199,14 @@ fn pid(f: Format, style: GetpcapsStyle, args: &[String]) -> Result<i32, Failure>
                 Format::Text => {
                     out.push_str(&text::getpcaps_line(p, &st, last, style));
                     out.push('\n');
+                    if let Some(ns) = userns.then(|| userns_of(p)).flatten() {
+                        out.push_str(&format!("  {}\n", ns.text()));
+                    }
                 }
-                Format::Json => views.push(StateView::new(p, &st, last)),
+                Format::Json => views.push(PidNsView {
+                    caps: StateView::new(p, &st, last),
+                    user_namespace: userns.then(|| userns_of(p)).flatten(),
+                }),
             },
             Err(e) => {
                 code = match Failure::from(e) {
@@ -339,6 +371,14 @@ fn list(f: Format) -> Result<i32, Failure> {
     }
 }
 
+/// `caps explain --format json`: the facts plus the user-namespace scope.
+#[derive(Serialize)]
+struct ExplainView {
+    #[serde(flatten)]
+    cap: CapView,
+    in_user_namespace: Option<userns_caps::UsernsScope>,
+}
+
 fn explain(f: Format, name: &str) -> Result<i32, Failure> {
     let cap = parse::parse_single(name).map_err(|e| Failure::BadInput(e.to_string()))?;
     let Some(info) = knowledge::info(cap) else {
@@ -347,10 +387,14 @@ fn explain(f: Format, name: &str) -> Result<i32, Failure> {
             cap.oci_name()
         )));
     };
+    let scope = userns_caps::scope(cap.index());
     match f {
-        Format::Json => json(&CapView::from(info)),
+        Format::Json => json(&ExplainView {
+            cap: CapView::from(info),
+            in_user_namespace: scope,
+        }),
         Format::Text => emit(&format!(
-            "{} ({}, libcap name {})\n  meaning: {}\n  risk:    {}: {}\n  default: docker {}, podman {}\n",
+            "{} ({}, libcap name {})\n  meaning: {}\n  risk:    {}: {}\n  default: docker {}, podman {}\n{}",
             cap.oci_name(),
             cap.index(),
             cap.libcap_text_name(),
@@ -359,6 +403,10 @@ fn explain(f: Format, name: &str) -> Result<i32, Failure> {
             info.reason,
             yes_no(info.in_docker_default()),
             yes_no(info.in_podman_default()),
+            scope.map_or(String::new(), |s| format!(
+                "  in a user namespace (a remapped container):\n    can:    {}\n    cannot: {}\n",
+                s.can, s.cannot
+            )),
         )),
     }
 }
