@@ -125,10 +125,21 @@ fn rm_flag_leaves_nothing() {
     assert!(env.ids().is_empty());
     let n = name("auto");
     let id = env
-        .ok(&["run", "-d", "--rm", "--name", &n, IMAGE, "sleep", "0.2"])
+        .ok(&[
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            &n,
+            IMAGE,
+            "sh",
+            "-c",
+            "sleep 1; exit 4",
+        ])
         .trim()
         .to_string();
-    assert_eq!(env.ok(&["wait", &n]).trim(), "0");
+    // The record goes with the container; `wait` still gets the code (from the monitor).
+    assert_eq!(env.ok(&["wait", &n]).trim(), "4");
     for _ in 0..100 {
         if env.ids().is_empty() {
             break;

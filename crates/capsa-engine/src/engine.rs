@@ -16,6 +16,8 @@ use capsa_runtime::container as rt;
 use capsa_runtime::state::StateRoot;
 use rustix::fd::{AsFd, OwnedFd};
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub struct Engine {
@@ -137,6 +139,7 @@ impl Engine {
             rec.state.monitor_pid = 0;
         });
         if updated.is_ok_and(|r| r.config.auto_remove) {
+            self.notify_waiters(id, code);
             let _ = self.remove_everything(id);
         }
     }
@@ -337,11 +340,38 @@ impl Engine {
         crate::userns::release(self.store.paths.root(), id)
     }
 
-    /// `wait`: blocks until the container is not running; returns its exit code.
+    /// `wait`: blocks until the container is not running; returns its exit code. For a `--rm`
+    /// container, whose record disappears with it, the waiter registers a result file that the
+    /// monitor fills in before it removes the container (as Docker's daemon notifies waiters
+    /// before the removal).
     pub fn wait(&self, key: &str) -> Result<i32> {
         let r = self.store.find(key)?;
+        let result = if r.config.auto_remove {
+            self.register_waiter(&r.id)?
+        } else {
+            None
+        };
+        let outcome = self.wait_loop(&r, result.as_deref());
+        if let Some(path) = &result {
+            let _ = std::fs::remove_file(path);
+        }
+        outcome
+    }
+
+    fn wait_loop(&self, r: &Record, result: Option<&std::path::Path>) -> Result<i32> {
+        let from_result = || {
+            let text = std::fs::read_to_string(result?).ok()?;
+            text.trim().parse::<i32>().ok()
+        };
         loop {
-            let now = self.store.load(&r.id)?;
+            if let Some(code) = from_result() {
+                return Ok(code);
+            }
+            let now = match self.store.load(&r.id) {
+                Ok(now) => now,
+                // Removed: the monitor wrote our result file first, unless it had none.
+                Err(e) => return from_result().ok_or(e),
+            };
             if status::observe(&now) != Status::Running {
                 if now.state.status == Status::Running && !status::monitor_alive(&now) {
                     self.finish(&r.id, now.state.exit_code);
@@ -349,8 +379,11 @@ impl Engine {
                 // The monitor may still be writing: give it a moment for the final code.
                 let recorded = |x: &Record| x.state.status != Status::Running;
                 wait_until(Duration::from_secs(2), || {
-                    self.store.load(&r.id).map_or(true, |x| recorded(&x))
+                    from_result().is_some() || self.store.load(&r.id).map_or(true, |x| recorded(&x))
                 });
+                if let Some(code) = from_result() {
+                    return Ok(code);
+                }
                 return Ok(self
                     .store
                     .load(&r.id)
@@ -359,7 +392,59 @@ impl Engine {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+
+    /// Creates an empty 0600 result file and records its path in `<dir>/waiters/`, under the
+    /// store lock so that `finish` either sees the registration or has already recorded the exit.
+    fn register_waiter(&self, id: &str) -> Result<Option<PathBuf>> {
+        let _lock = self.store.lock()?;
+        let r = self.store.load(id)?;
+        if r.state.status != Status::Running {
+            return Ok(None);
+        }
+        let token = crate::names::new_id()?;
+        let path = std::env::temp_dir().join(format!("capsa-wait-{}", &token[..16]));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io("create", &path, e))?;
+        let waiters = self.store.dir(id).join(WAITERS);
+        std::fs::create_dir_all(&waiters)
+            .map_err(|e| Error::io("create directory", &waiters, e))?;
+        let entry = waiters.join(&token[..16]);
+        std::fs::write(&entry, path.as_os_str().as_encoded_bytes())
+            .map_err(|e| Error::io("write", &entry, e))?;
+        Ok(Some(path))
+    }
+
+    /// Hands the exit code to every registered waiter (before a `--rm` removal).
+    fn notify_waiters(&self, id: &str, code: i32) {
+        let Ok(entries) = std::fs::read_dir(self.store.dir(id).join(WAITERS)) else {
+            return;
+        };
+        for e in entries.filter_map(|e| e.ok()) {
+            if let Ok(target) = std::fs::read_to_string(e.path()) {
+                let target = PathBuf::from(target);
+                // Only our own result files: never follow a path somewhere else.
+                let ours = target
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("capsa-wait-"));
+                if ours {
+                    let _ = std::fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(&target)
+                        .and_then(|mut f| f.write_all(code.to_string().as_bytes()));
+                }
+            }
+        }
+    }
 }
+
+/// `<container dir>/waiters/`: one file per `wait` of a `--rm` container, holding the path of
+/// its result file.
+const WAITERS: &str = "waiters";
 
 fn redirect_stdin_to_null() -> Result<()> {
     let null = std::fs::File::open("/dev/null").map_err(|e| Error::io("open", "/dev/null", e))?;
