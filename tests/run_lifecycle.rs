@@ -212,3 +212,91 @@ fn tty_gets_a_pty_and_logs_keep_detached_output() {
     env.ok(&["rm", &n]);
     assert!(env.ids().is_empty());
 }
+
+#[test]
+fn exec_user_and_privileged() {
+    let Some(env) = env() else { return };
+    let n = name("exec");
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &n,
+        "--cap-drop=ALL",
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(
+        env.ok(&["exec", "-u", "65534", &n, "id", "-u"]).trim(),
+        "65534"
+    );
+    assert_eq!(
+        env.ok(&["exec", "-u", "nobody", &n, "id", "-g"]).trim(),
+        "65534"
+    );
+    // A plain exec inherits the container's (empty) sets; --privileged gets all the host's.
+    let plain = parse_caps(&env.ok(&["exec", &n, "grep", "Cap", "/proc/self/status"]));
+    assert_eq!((plain.eff, plain.bnd), (0, 0));
+    let privileged = parse_caps(&env.ok(&[
+        "exec",
+        "--privileged",
+        &n,
+        "grep",
+        "Cap",
+        "/proc/self/status",
+    ]));
+    let host = host_bounding() & ((1u64 << 41) - 1);
+    assert_eq!(
+        (
+            privileged.eff,
+            privileged.bnd,
+            privileged.inh,
+            privileged.amb
+        ),
+        (host, host, 0, 0)
+    );
+    env.ok(&["rm", "-f", &n]);
+}
+
+#[test]
+fn ps_and_inspect_survive_the_monitor() {
+    let Some(env) = env() else { return };
+    let n = name("orphan");
+    let id = env
+        .ok(&["run", "-d", "--name", &n, IMAGE, "sleep", "600"])
+        .trim()
+        .to_string();
+    let monitor = env.inspect(&n)["Capsa"]["MonitorPid"]
+        .as_i64()
+        .expect("monitor pid") as i32;
+    assert!(monitor > 0);
+    let kill = |pid: i32| {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid).expect("pid"),
+            rustix::process::Signal::KILL,
+        )
+        .expect("kill");
+    };
+    kill(monitor);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        ps_status(&env, &n).starts_with("Up "),
+        "{}",
+        ps_status(&env, &n)
+    );
+    assert_eq!(env.inspect(&n)["State"]["Running"], true);
+    kill(env.pid(&n));
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = ps_status(&env, &n);
+        if status.starts_with("Exited") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(status.starts_with("Exited"), "{status}");
+    assert_eq!(env.inspect(&n)["State"]["Running"], false);
+    env.ok(&["rm", &n]);
+    env.assert_gone(&id);
+}

@@ -223,6 +223,7 @@ fn inspect_json(r: &Record, st: Status) -> Value {
         },
         "Capsa": {
             "User": { "Uid": r.uid, "Gid": r.gid },
+            "MonitorPid": if running && status::monitor_alive(r) { r.state.monitor_pid } else { 0 },
             "Configured": {
                 "Capabilities": five_json(&r.caps.sets()),
                 "Seccomp": r.seccomp,
