@@ -201,9 +201,20 @@ fn tty_gets_a_pty_and_logs_keep_detached_output() {
         IMAGE,
         "sh",
         "-c",
-        "tty; echo detached",
+        "tty; echo detached; sleep 600",
     ]);
-    assert_eq!(env.ok(&["wait", &n]).trim(), "0");
+    let cmd = format!("{} exec -it {n} sh -c 'tty; exit 6'", env.bin.display());
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("CAPSA_ROOT", env.root.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/1"), "{text}");
+    assert_eq!(out.status.code(), Some(6), "{text}");
+    env.ok(&["kill", &n]);
+    assert_eq!(env.ok(&["wait", &n]).trim(), "137");
     let logs = env.ok(&["logs", &n]);
     assert!(
         logs.contains("/dev/pts/0") && logs.contains("detached"),

@@ -1,6 +1,6 @@
 //! exec: a new process in a running container (`capsa exec [-i] [-u USER] [--privileged]
 //! [-w DIR] [-e K=V] ID CMD...`). The process starts from the container's own process spec
-//! (so it inherits the container's five sets, as Docker's exec does); `-u` is resolved against
+//! (so it inherits the container's five sets, as Docker's exec does); `-t` gets a pty; `-u` is resolved against
 //! the container's /etc/passwd; `--privileged` gives every cap the host can grant in B/E/P
 //! (never I or A). Must not change the container's record.
 
@@ -53,15 +53,32 @@ impl Engine {
             cwd: o.workdir.clone(),
             user,
             caps,
-            // A pty relay for exec is not there yet: run without a terminal (docs/run.md).
-            tty: false,
+            tty: o.tty,
             no_new_privs: false,
         };
         let process = rt::exec_process(base.process().as_ref(), &overrides)
             .map_err(|e| Error::Runtime(e.to_string()))?;
-        let pid = rt::exec(&root, &r.id, &process, &rt::ExecOptions::default())
-            .map_err(|e| Error::Runtime(e.to_string()))?;
+        // With -t the runtime sends the pty master to our console socket; for its console
+        // rules that is a "detached" exec, but the process is still our child and we wait.
+        let console = if o.tty {
+            Some(crate::tty::listen()?)
+        } else {
+            None
+        };
+        let opts = rt::ExecOptions {
+            console_socket: console.as_ref().map(|c| c.path.clone()),
+            detach: o.tty,
+            ..rt::ExecOptions::default()
+        };
+        let pid =
+            rt::exec(&root, &r.id, &process, &opts).map_err(|e| Error::Runtime(e.to_string()))?;
+        let master = console.as_ref().map(|c| c.receive_master()).transpose()?;
         rt::foreground::block_signals().map_err(|e| Error::io("sigprocmask", "/", e))?;
-        rt::foreground::wait(pid).map_err(|e| Error::io("waitpid", "/", e))
+        let terminal = master
+            .map(|m| crate::tty::relay(m, o.interactive))
+            .transpose()?;
+        let code = rt::foreground::wait(pid).map_err(|e| Error::io("waitpid", "/", e));
+        drop(terminal);
+        code
     }
 }

@@ -244,7 +244,7 @@ pub struct LogsArgs {
 pub struct ExecArgs {
     #[arg(short, long)]
     interactive: bool,
-    /// Not supported yet: the command runs without a terminal.
+    /// Allocate a pseudo-TTY.
     #[arg(short, long)]
     tty: bool,
     /// Username or UID (format: <name|uid>[:<group|gid>]).
@@ -514,12 +514,9 @@ fn render(template: &str, doc: &serde_json::Value) -> String {
 }
 
 fn exec(engine: &Engine, a: ExecArgs) -> CmdResult {
-    if a.tty {
-        eprintln!("capsa: WARNING: -t is not supported yet; the command runs without a terminal");
-    }
     let o = ExecOptions {
         interactive: a.interactive,
-        tty: false,
+        tty: a.tty,
         user: a.user,
         privileged: a.privileged,
         workdir: a.workdir,
