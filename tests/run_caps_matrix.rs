@@ -162,3 +162,21 @@ fn name_conflict_is_dockers_text() {
     env.ok(&["rm", &id[..12]]);
     env.assert_gone(&id);
 }
+
+#[test]
+fn requests_without_effect_are_warned() {
+    let Some(env) = env() else { return };
+    let warn = |flags: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[IMAGE, "true"]);
+        let out = env.capsa(&args);
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(warn(&["--cap-add=CHOWN"]).contains("--cap-add=CAP_CHOWN has no effect"));
+    assert!(warn(&["--cap-drop=SYS_ADMIN"]).contains("--cap-drop=CAP_SYS_ADMIN has no effect"));
+    assert!(warn(&["--privileged", "--cap-drop=CHOWN"]).contains("no effect with --privileged"));
+    assert!(warn(&["--user=65534", "--cap-add=ALL"]).contains("non-root user"));
+    assert_eq!(warn(&["--cap-drop=ALL", "--cap-add=NET_BIND_SERVICE"]), "");
+}
