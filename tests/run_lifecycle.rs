@@ -123,6 +123,10 @@ fn rm_flag_leaves_nothing() {
     let out = env.ok(&["run", "--rm", IMAGE, "echo", "hi"]);
     assert_eq!(out, "hi\n");
     assert!(env.ids().is_empty());
+    let missing = env.capsa(&["run", "--rm", IMAGE, "no-such-program"]);
+    assert_eq!(missing.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("executable file not found"));
+    assert!(env.ids().is_empty());
     let n = name("auto");
     let id = env
         .ok(&[

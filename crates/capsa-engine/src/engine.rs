@@ -169,7 +169,7 @@ impl Engine {
     fn record_failure(&self, id: &str, e: &Error) {
         let _ = self.store.update(id, |rec| {
             rec.state.status = Status::Exited;
-            rec.state.exit_code = 128;
+            rec.state.exit_code = e.exit_code();
             rec.state.error = e.to_string();
         });
         let auto_remove = self.store.load(id).is_ok_and(|r| r.config.auto_remove);

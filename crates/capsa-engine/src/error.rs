@@ -79,9 +79,19 @@ impl Error {
         }
     }
 
-    /// Exit code Docker's CLI uses for failures of the engine itself (not of the container).
+    /// Docker's CLI exit codes: 127 when the command was not found, 126 when it could not be
+    /// executed, 125 for every other failure of the engine itself (not of the container).
     pub fn exit_code(&self) -> i32 {
-        125
+        match self {
+            Error::Runtime(m)
+                if m.contains("executable file not found")
+                    || m.contains("no such file or directory") =>
+            {
+                127
+            }
+            Error::Runtime(m) if m.contains("permission denied") || m.contains("EACCES") => 126,
+            _ => 125,
+        }
     }
 }
 
