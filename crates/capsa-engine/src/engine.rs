@@ -67,14 +67,7 @@ impl Engine {
             console_socket: console.as_ref().map(|c| c.path.clone()),
             ..rt::CreateOptions::default()
         };
-        // The runtime makes exec.fifo with mode 0622 so that a non-root init can write it;
-        // mknod(2) applies the umask, and 022 would leave 0600 (EACCES for `--user 65534`).
-        // Everything else the runtime creates has an explicit mode inside 0700 directories,
-        // and the container's own umask is set by the runtime (0022 by default).
-        let old_umask = rustix::process::umask(rustix::fs::Mode::empty());
-        let created = rt::create(&root, &r.id, &bundle, &opts);
-        rustix::process::umask(old_umask);
-        let pid = created.map_err(rt_err)?;
+        let pid = rt::create(&root, &r.id, &bundle, &opts).map_err(rt_err)?;
         let master = match console.as_ref().map(|c| c.receive_master()).transpose() {
             Ok(m) => m,
             Err(e) => {
