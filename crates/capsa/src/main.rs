@@ -5,8 +5,8 @@
 //! Docker-style user front end.
 
 mod caps_cmd;
-mod container_cmd;
 mod cli;
+mod container_cmd;
 mod image_cmd;
 mod registry_cmd;
 mod runc;
