@@ -9,6 +9,7 @@ mod common;
 
 use common::{Bundle, Runner, Runtime, proc, unique_id, wait_until};
 use std::fs;
+use std::path::Path;
 use std::time::Duration;
 
 fn cmdline(pid: i32) -> String {
@@ -212,19 +213,35 @@ e2e!(
     ignore_capsa = "pending runtime: ps"
 );
 
-/// The freezer state of PID's cgroup: v1 `freezer.state` or v2 `cgroup.events` frozen.
+/// Whether PID is frozen by either freezer: the v1 `freezer.state` of its freezer cgroup, or the
+/// v2 `cgroup.events` of its cgroup2 directory. On a hybrid host a runtime may use either one
+/// (runc uses the v1 freezer; capsa freezes through the cgroup2 mount, which has `cgroup.freeze`
+/// without any controller).
 fn frozen(pid: i32) -> Option<bool> {
     let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    if let Some(path) = cg
+    let v1 = cg
         .lines()
         .find_map(|l| l.split_once(":freezer:").map(|x| x.1))
-    {
-        let s = fs::read_to_string(format!("/sys/fs/cgroup/freezer{path}/freezer.state")).ok()?;
-        return Some(s.trim() == "FROZEN");
+        .and_then(|path| {
+            fs::read_to_string(format!("/sys/fs/cgroup/freezer{path}/freezer.state")).ok()
+        })
+        .map(|s| s.trim() == "FROZEN");
+    let v2 = cg
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .and_then(|path| {
+            let unified = if Path::new("/sys/fs/cgroup/unified").is_dir() {
+                "/sys/fs/cgroup/unified"
+            } else {
+                "/sys/fs/cgroup"
+            };
+            fs::read_to_string(format!("{unified}{path}/cgroup.events")).ok()
+        });
+    let v2 = v2.map(|ev| ev.lines().any(|l| l == "frozen 1"));
+    match (v1, v2) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(false) || b.unwrap_or(false)),
     }
-    let path = cg.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let ev = fs::read_to_string(format!("/sys/fs/cgroup{path}/cgroup.events")).ok()?;
-    Some(ev.lines().any(|l| l == "frozen 1"))
 }
 
 /// pause freezes every process (no progress, cgroup frozen), resume thaws them.
