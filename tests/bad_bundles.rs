@@ -92,8 +92,7 @@ fn missing_config_json(rt: Runtime) {
 e2e!(
     missing_config_json,
     runc_missing_config_json,
-    capsa_missing_config_json,
-    ignore_capsa = "pending runtime: create"
+    capsa_missing_config_json
 );
 
 /// A truncated config.json.
@@ -123,17 +122,11 @@ fn invalid_json(rt: Runtime) {
     assert_words(&out, &out.stderr, words);
     assert_clean(&r, &id, &b);
 }
-e2e!(
-    invalid_json,
-    runc_invalid_json,
-    capsa_invalid_json,
-    ignore_capsa = "pending runtime: create"
-);
+e2e!(invalid_json, runc_invalid_json, capsa_invalid_json);
 
 /// runc 1.1.5 accepts any ociVersion (checked: `0.1.0` and `banana` both run), so this
 /// case is capsa's own: a major version it does not know, and a non-version string.
 #[test]
-#[ignore = "pending runtime: create (ociVersion validation)"]
 fn capsa_wrong_oci_version() {
     require_root!();
     let Some(r) = Runner::new(Runtime::Capsa) else {
@@ -171,12 +164,7 @@ fn missing_rootfs(rt: Runtime) {
     );
     assert_clean(&r, &id, &b);
 }
-e2e!(
-    missing_rootfs,
-    runc_missing_rootfs,
-    capsa_missing_rootfs,
-    ignore_capsa = "pending runtime: create"
-);
+e2e!(missing_rootfs, runc_missing_rootfs, capsa_missing_rootfs);
 
 fn unknown_namespace(rt: Runtime) {
     require_root!();
@@ -190,8 +178,7 @@ fn unknown_namespace(rt: Runtime) {
 e2e!(
     unknown_namespace,
     runc_unknown_namespace,
-    capsa_unknown_namespace,
-    ignore_capsa = "pending runtime: create"
+    capsa_unknown_namespace
 );
 
 /// A second create with a live container's id fails and leaves the first untouched.
@@ -233,12 +220,7 @@ fn duplicate_id(rt: Runtime) {
         .assert_ok("delete --force");
     assert_clean(&r, &id, &b);
 }
-e2e!(
-    duplicate_id,
-    runc_duplicate_id,
-    capsa_duplicate_id,
-    ignore_capsa = "pending runtime: create"
-);
+e2e!(duplicate_id, runc_duplicate_id, capsa_duplicate_id);
 
 /// Ids with `/` or `..` are refused before anything touches the disk: nothing under
 /// the state root, nothing beside it (`../x` would land there), no cgroup.
@@ -264,8 +246,7 @@ fn id_with_slash_or_dots(rt: Runtime) {
 e2e!(
     id_with_slash_or_dots,
     runc_id_with_slash_or_dots,
-    capsa_id_with_slash_or_dots,
-    ignore_capsa = "pending runtime: create (id validation)"
+    capsa_id_with_slash_or_dots
 );
 
 /// With `--log F --log-format json` (what the containerd shim passes) the error is a
@@ -301,6 +282,5 @@ fn json_log_error_line(rt: Runtime) {
 e2e!(
     json_log_error_line,
     runc_json_log_error_line,
-    capsa_json_log_error_line,
-    ignore_capsa = "pending runtime: --log-format json"
+    capsa_json_log_error_line
 );

@@ -179,6 +179,5 @@ fn ctr_run_shows_default_caps(rt: Runtime) {
 e2e!(
     ctr_run_shows_default_caps,
     runc_ctr_run_shows_default_caps,
-    capsa_ctr_run_shows_default_caps,
-    ignore_capsa = "pending runtime: create/start/state/delete under the containerd shim"
+    capsa_ctr_run_shows_default_caps
 );

@@ -118,8 +118,7 @@ fn proc_self_exe_overwrite(rt: Runtime) {
 e2e!(
     proc_self_exe_overwrite,
     runc_proc_self_exe_overwrite,
-    capsa_proc_self_exe_overwrite,
-    ignore_capsa = "pending runtime: exec"
+    capsa_proc_self_exe_overwrite
 );
 
 // ---------------------------------------------------------------------------------------
@@ -205,8 +204,7 @@ fn leaked_fds_and_cwd(rt: Runtime) {
 e2e!(
     leaked_fds_and_cwd,
     runc_leaked_fds_and_cwd,
-    capsa_leaked_fds_and_cwd,
-    ignore_capsa = "pending runtime: run --preserve-fds"
+    capsa_leaked_fds_and_cwd
 );
 
 // ---------------------------------------------------------------------------------------
@@ -259,8 +257,7 @@ fn symlinked_mount_target(rt: Runtime) {
 e2e!(
     symlinked_mount_target,
     runc_symlinked_mount_target,
-    capsa_symlinked_mount_target,
-    ignore_capsa = "pending runtime: mounts"
+    capsa_symlinked_mount_target
 );
 
 // ---------------------------------------------------------------------------------------
@@ -295,18 +292,8 @@ fn proc_as_symlink(rt: Runtime) {
 fn sys_as_symlink(rt: Runtime) {
     special_dir_as_symlink(rt, "sys")
 }
-e2e!(
-    proc_as_symlink,
-    runc_proc_as_symlink,
-    capsa_proc_as_symlink,
-    ignore_capsa = "pending runtime: mounts"
-);
-e2e!(
-    sys_as_symlink,
-    runc_sys_as_symlink,
-    capsa_sys_as_symlink,
-    ignore_capsa = "pending runtime: mounts"
-);
+e2e!(proc_as_symlink, runc_proc_as_symlink, capsa_proc_as_symlink);
+e2e!(sys_as_symlink, runc_sys_as_symlink, capsa_sys_as_symlink);
 
 // ---------------------------------------------------------------------------------------
 // CVE-2022-29162: inheritable capabilities (by default and with exec --cap)
@@ -365,8 +352,7 @@ fn inheritable_caps_empty(rt: Runtime) {
 e2e!(
     inheritable_caps_empty,
     runc_inheritable_caps_empty,
-    capsa_inheritable_caps_empty,
-    ignore_capsa = "pending runtime: exec --cap"
+    capsa_inheritable_caps_empty
 );
 
 // ---------------------------------------------------------------------------------------
@@ -401,8 +387,7 @@ fn masked_path_dev_null_symlink(rt: Runtime) {
 e2e!(
     masked_path_dev_null_symlink,
     runc_masked_path_dev_null_symlink,
-    capsa_masked_path_dev_null_symlink,
-    ignore_capsa = "pending runtime: maskedPaths"
+    capsa_masked_path_dev_null_symlink
 );
 
 // ---------------------------------------------------------------------------------------
@@ -458,7 +443,6 @@ fn runc_dev_console_symlink() {
     dev_console_symlink(Runtime::Runc)
 }
 #[test]
-#[ignore = "pending runtime: --console-socket"]
 fn capsa_dev_console_symlink() {
     dev_console_symlink(Runtime::Capsa)
 }
@@ -491,6 +475,5 @@ fn sysctl_write_redirected(rt: Runtime) {
 e2e!(
     sysctl_write_redirected,
     runc_sysctl_write_redirected,
-    capsa_sysctl_write_redirected,
-    ignore_capsa = "pending runtime: sysctl"
+    capsa_sysctl_write_redirected
 );

@@ -77,8 +77,7 @@ fn create_start_kill_delete(rt: Runtime) {
 e2e!(
     create_start_kill_delete,
     runc_create_start_kill_delete,
-    capsa_create_start_kill_delete,
-    ignore_capsa = "pending runtime: create/start/state/kill/delete"
+    capsa_create_start_kill_delete
 );
 
 /// `run` in the foreground passes the container's output and exit code through.
@@ -103,12 +102,7 @@ fn run_foreground(rt: Runtime) {
     let left = common::leftovers(&r, &id, b.path());
     assert!(left.is_empty(), "left behind after run: {left:?}");
 }
-e2e!(
-    run_foreground,
-    runc_run_foreground,
-    capsa_run_foreground,
-    ignore_capsa = "pending runtime: run"
-);
+e2e!(run_foreground, runc_run_foreground, capsa_run_foreground);
 
 /// `exec` into a running container: output and exit code, then the engines' form
 /// (`exec --process F --detach --pid-file P`).
@@ -171,8 +165,7 @@ fn exec_into_running(rt: Runtime) {
 e2e!(
     exec_into_running,
     runc_exec_into_running,
-    capsa_exec_into_running,
-    ignore_capsa = "pending runtime: exec"
+    capsa_exec_into_running
 );
 
 /// `ps --format json` lists exactly the container's processes as host PIDs.
@@ -209,8 +202,7 @@ fn ps_lists_processes(rt: Runtime) {
 e2e!(
     ps_lists_processes,
     runc_ps_lists_processes,
-    capsa_ps_lists_processes,
-    ignore_capsa = "pending runtime: ps"
+    capsa_ps_lists_processes
 );
 
 /// Whether PID is frozen by either freezer: the v1 `freezer.state` of its freezer cgroup, or the
@@ -286,12 +278,7 @@ fn pause_resume(rt: Runtime) {
         "a resumed container made no progress"
     );
 }
-e2e!(
-    pause_resume,
-    runc_pause_resume,
-    capsa_pause_resume,
-    ignore_capsa = "pending runtime: pause/resume"
-);
+e2e!(pause_resume, runc_pause_resume, capsa_pause_resume);
 
 /// `delete --force` on a running container kills it and removes everything.
 fn delete_force_running(rt: Runtime) {
@@ -330,8 +317,7 @@ fn delete_force_running(rt: Runtime) {
 e2e!(
     delete_force_running,
     runc_delete_force_running,
-    capsa_delete_force_running,
-    ignore_capsa = "pending runtime: delete --force"
+    capsa_delete_force_running
 );
 
 /// Named signals (`KILL`, `SIGKILL`) are accepted like numbers; a stopped container
@@ -355,8 +341,7 @@ fn kill_named_signal(rt: Runtime) {
 e2e!(
     kill_named_signal,
     runc_kill_named_signal,
-    capsa_kill_named_signal,
-    ignore_capsa = "pending runtime: kill"
+    capsa_kill_named_signal
 );
 
 mod console {
@@ -445,7 +430,6 @@ mod console {
     e2e!(
         console_socket_pty,
         runc_console_socket_pty,
-        capsa_console_socket_pty,
-        ignore_capsa = "pending runtime: --console-socket"
+        capsa_console_socket_pty
     );
 }

@@ -87,7 +87,6 @@ fn differential(b: &Bundle) -> Option<(Report, Report)> {
 macro_rules! diff_case {
     ($name:ident, $baseline:ident, $cfg:expr, eff = $eff:expr, amb = $amb:expr) => {
         #[test]
-        #[ignore = "pending runtime: capsa-runc run"]
         fn $name() {
             require_root!();
             let b = bundle_with($cfg);
@@ -280,7 +279,6 @@ fn runc_baseline_all_caps_fails_with_eperm() {
 }
 
 #[test]
-#[ignore = "pending runtime: capsa-runc run"]
 fn diff_all_host_caps_capsa_succeeds_where_runc_fails() {
     require_root!();
     let (Some(runc), Some(capsa)) = (Runner::new(Runtime::Runc), Runner::new(Runtime::Capsa))
@@ -313,7 +311,6 @@ fn diff_all_host_caps_capsa_succeeds_where_runc_fails() {
 /// The same ungrantable set with the host's missing caps dropped: now runc runs, and
 /// capsa must agree with it line for line.
 #[test]
-#[ignore = "pending runtime: capsa-runc run"]
 fn diff_all_host_grantable_caps() {
     require_root!();
     let host = proc::host_cap_bnd();
