@@ -135,8 +135,17 @@ pub fn map_text(maps: &[LinuxIdMapping]) -> String {
 }
 
 /// Write the maps of `pid` (run by the parent, which holds CAP_SETUID/CAP_SETGID in the parent
-/// user namespace). As root we need not write `setgroups` = deny (only unprivileged writers must).
+/// user namespace). `setgroups` is set to `deny` only when the writer lacks CAP_SETGID there
+/// (not root): the kernel refuses such a writer's gid_map otherwise (user_namespaces(7),
+/// "Interaction with system calls changing process GIDs"); root keeps setgroups usable.
 pub fn write_maps(pid: i32, plan: &NsPlan) -> Step {
+    if !plan.gid_map.is_empty() && !rustix::process::geteuid().is_root() {
+        let path = format!("/proc/{pid}/setgroups");
+        std::fs::write(&path, b"deny").map_err(|e| {
+            let errno = rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO);
+            StepError::sys("write", &path, errno, "Linux >= 3.19")
+        })?;
+    }
     for (file, text) in [("uid_map", &plan.uid_map), ("gid_map", &plan.gid_map)] {
         if text.is_empty() {
             continue;
