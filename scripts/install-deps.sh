@@ -12,6 +12,8 @@ PKGS=(
   busybox-static runc crun containerd podman skopeo umoci docker-registry uidmap
   # networking and misc used by tests
   iproute2 iputils-ping jq psmisc hyperfine curl ca-certificates apache2-utils zstd
+  # user namespaces: useradd/usermod create the capsa user and its subordinate ranges
+  passwd
 )
 missing=()
 for p in "${PKGS[@]}"; do
