@@ -491,3 +491,65 @@ fn runc_cli_idmaps_rootfs_and_volumes() {
         serde_json::from_str(&env.ok(&["runc", "features"])).expect("features");
     assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], true);
 }
+
+/// A store on a filesystem that cannot be idmapped (ramfs): the error names the call, the
+/// filesystem and the way out, and the failed run leaves no container, state or mount.
+#[test]
+fn unsupported_filesystem_is_named_and_nothing_is_left() {
+    let Some(env) = userns_env() else { return };
+    let store = env.root.path().join("ramfs-store");
+    std::fs::create_dir(&store).expect("mkdir");
+    rustix::mount::mount(
+        "ramfs",
+        &store,
+        "ramfs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    )
+    .expect("mount ramfs");
+    let s = store.to_str().expect("utf8");
+    let tar = env.root.path().join("userns.tar");
+    env.ok(&[
+        "--root",
+        s,
+        "import",
+        tar.to_str().expect("utf8"),
+        "ramfs:1",
+    ]);
+    let out = env.capsa(&[
+        "--root",
+        s,
+        "run",
+        "--rm",
+        "--userns-remap=default",
+        "ramfs:1",
+        "true",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    for want in [
+        "cannot idmap (mount_setattr MOUNT_ATTR_IDMAP)",
+        "EINVAL",
+        "the ramfs filesystem does not support idmapped mounts",
+        "use --userns=host",
+    ] {
+        assert!(err.contains(want), "want {want:?} in {err}");
+    }
+    let left = std::fs::read_dir(store.join("containers"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().len() == 64)
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(left, 0, "a container directory is left");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let under: Vec<&str> = mounts.lines().filter(|l| l.contains(s)).collect();
+    assert_eq!(under.len(), 1, "only the ramfs itself: {under:?}");
+    // Without remapping the same store works.
+    assert_eq!(
+        env.ok(&["--root", s, "run", "--rm", "ramfs:1", "echo", "ok"]),
+        "ok\n"
+    );
+    rustix::mount::unmount(&store, rustix::mount::UnmountFlags::DETACH).expect("umount");
+}

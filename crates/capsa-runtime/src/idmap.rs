@@ -126,6 +126,8 @@ pub fn fs_name(path: &Path) -> String {
         0x0102_1994 => "tmpfs".into(),
         0x794C_7630 => "overlayfs".into(),
         0x6969 => "nfs".into(),
+        0x8584_58F6 => "ramfs".into(),
+        0x6573_5546 => "fuse".into(),
         other => format!("0x{other:x}"),
     }
 }
