@@ -40,8 +40,9 @@ struct Runc {
     /// Use the systemd cgroup driver (not supported: rejected).
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
-    /// Rootless mode: true, false or auto.
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    /// Rootless mode: true, false or auto. Not global (it goes before the subcommand, as
+    /// go-runc passes it): `spec --rootless` is a different, boolean flag.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     rootless: Option<String>,
     /// Print the version.
     #[arg(short = 'v', long = "version")]
@@ -405,6 +406,20 @@ mod tests {
         assert!(
             t.starts_with("create failed: cannot read /b/config.json"),
             "{t}"
+        );
+    }
+
+    #[test]
+    fn command_definition_is_consistent() {
+        use clap::CommandFactory;
+        Runc::command().debug_assert();
+        let c = parse(&["runc", "spec", "--rootless", "--bundle", "/b"]);
+        assert!(matches!(c.command, Some(Command::Spec(ref a)) if a.rootless));
+        assert_eq!(
+            parse(&["runc", "--rootless=auto", "features"])
+                .rootless
+                .as_deref(),
+            Some("auto")
         );
     }
 
