@@ -49,6 +49,17 @@ impl Engine {
     /// Runtime create + start of a created or exited container; records it as running.
     /// The caller becomes the init's parent.
     fn launch(&self, r: &Record, monitor: bool) -> Result<(i32, Option<OwnedFd>)> {
+        self.launch_gated(r, monitor, &mut |_| Ok(()))
+    }
+
+    /// [`Engine::launch`] with a gate: `gate` gets the init's host pid after the runtime's
+    /// create, while the init is blocked on exec.fifo before its exec, and before start.
+    fn launch_gated(
+        &self,
+        r: &Record,
+        monitor: bool,
+        gate: &mut dyn FnMut(i32) -> Result<()>,
+    ) -> Result<(i32, Option<OwnedFd>)> {
         let dir = self.store.dir(&r.id);
         self.remount_rootfs(&r.id)?;
         let root = self.runtime();
@@ -75,6 +86,10 @@ impl Engine {
                 return Err(e);
             }
         };
+        if let Err(e) = gate(pid) {
+            let _ = rt::delete(&root, &r.id, true);
+            return Err(e);
+        }
         let lo = match r.config.network {
             crate::options::NetworkMode::None => crate::netns::loopback_up(pid),
             crate::options::NetworkMode::Host => Ok(()),
@@ -438,6 +453,8 @@ impl Engine {
 /// `<container dir>/waiters/`: one file per `wait` of a `--rm` container, holding the path of
 /// its result file.
 const WAITERS: &str = "waiters";
+
+mod gated;
 
 fn redirect_stdin_to_null() -> Result<()> {
     let null = std::fs::File::open("/dev/null").map_err(|e| Error::io("open", "/dev/null", e))?;

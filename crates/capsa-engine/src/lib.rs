@@ -10,6 +10,7 @@
 //! processes (that is `capsa-runtime`), or the image store's layout (that is `capsa-image`).
 //! The binary on top only parses flags and prints.
 
+pub mod cap_profile;
 pub mod caps;
 pub mod create;
 pub mod engine;

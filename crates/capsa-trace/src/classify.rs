@@ -34,6 +34,8 @@ pub enum ProbeReason {
     OtherTask,
     SeccompWithoutNnp,
     SgidStrip,
+    /// generic_permission asked DAC_READ_SEARCH first and DAC_OVERRIDE then passed the check.
+    DacFallback,
 }
 
 impl ProbeReason {
@@ -56,6 +58,9 @@ impl ProbeReason {
                 "seccomp/landlock without no_new_privs; the proposal sets no_new_privs instead"
             }
             ProbeReason::SgidStrip => "the set-group-ID bit is stripped without it; no error",
+            ProbeReason::DacFallback => {
+                "generic_permission asks it before DAC_OVERRIDE, which then passed the check"
+            }
         }
     }
 }
@@ -127,7 +132,7 @@ pub fn caller(stack: &[String]) -> Option<&str> {
 pub fn classify(cap: Cap, granted: bool, stack: &[String], in_interrupt: bool) -> Class {
     // overlayfs does copy-up and lookups with the mounter's creds (override_creds), so these
     // checks are about the runtime's credentials, not the container's.
-    if in_interrupt || stack.iter().any(|f| f.starts_with("ovl_")) {
+    if in_interrupt || overlay_override(stack) {
         return Class::Excluded;
     }
     for (frame, reason) in PROBES {
@@ -142,6 +147,29 @@ pub fn classify(cap: Cap, granted: bool, stack: &[String], in_interrupt: bool) -
     }
 }
 
+/// VFS entry points that overlayfs calls on the real (upper or lower) inode while it holds the
+/// mounter's credentials (`ovl_override_creds`, fs/overlayfs/util.c).
+const OVERLAY_REAL_FS: &[&str] = &["notify_change", "inode_permission", "lookup_one_len"];
+
+/// Whether a check was made by overlayfs with the mounter's credentials: a VFS entry sits
+/// between the capability check and the innermost `ovl_*` frame. overlayfs first checks the
+/// task's own credentials on the overlay inode (`ovl_setattr` -> `setattr_prepare` ->
+/// `chown_ok`, `ovl_permission` -> `generic_permission`): those checks are the workload's and
+/// stay; the second check, on the real inode under override_creds, is the runtime's.
+fn overlay_override(stack: &[String]) -> bool {
+    let Some(ovl) = stack.iter().position(|f| f.starts_with("ovl_")) else {
+        return false;
+    };
+    // overlayfs asking on its own behalf (`ovl_can_decode_fh`, `ovl_open_realfile`'s O_NOATIME
+    // test) runs under override_creds too.
+    if caller(stack).is_some_and(|c| c.starts_with("ovl_")) {
+        return true;
+    }
+    stack[..ovl].iter().any(|f| {
+        OVERLAY_REAL_FS.contains(&f.as_str()) || f.starts_with("vfs_") || f.starts_with("__vfs_")
+    })
+}
+
 /// Restricts probe reasons to the caps they are known for, so a real check that merely shares a
 /// frame (e.g. a write to /proc/sys/net needing NET_ADMIN) is not hidden under another cap.
 fn probe_applies(reason: ProbeReason, cap: Cap) -> bool {
@@ -152,6 +180,7 @@ fn probe_applies(reason: ProbeReason, cap: Cap) -> bool {
         ProbeReason::ProcPtrace => matches!(name, "SYS_PTRACE" | "PERFMON" | "CHECKPOINT_RESTORE"),
         ProbeReason::Kallsyms => name == "SYSLOG",
         ProbeReason::SgidStrip => name == "FSETID",
+        ProbeReason::DacFallback => name == "DAC_READ_SEARCH",
         ProbeReason::SysctlMode | ProbeReason::OtherTask => true,
     }
 }
@@ -213,9 +242,42 @@ mod tests {
             "cap_capable",
             "capable_wrt_inode_uidgid",
             "generic_permission",
+            "inode_permission",
             "ovl_permission",
         ]);
         assert_eq!(classify(cap(1), true, &s, false), Class::Excluded);
+        // The task's own check on the overlay inode is the workload's.
+        let s = stack(&[
+            "cap_capable",
+            "capable_wrt_inode_uidgid",
+            "generic_permission",
+            "ovl_permission",
+            "inode_permission",
+        ]);
+        assert_eq!(classify(cap(1), true, &s, false), Class::Required);
+        let s = stack(&[
+            "cap_capable",
+            "capable_wrt_inode_uidgid",
+            "chown_ok",
+            "setattr_prepare",
+            "ovl_setattr",
+            "notify_change",
+            "chown_common",
+        ]);
+        assert_eq!(classify(cap(0), true, &s, false), Class::Required);
+        let s = stack(&[
+            "cap_capable",
+            "capable_wrt_inode_uidgid",
+            "chown_ok",
+            "setattr_prepare",
+            "ext4_setattr",
+            "notify_change",
+            "ovl_do_notify_change",
+            "ovl_setattr",
+        ]);
+        assert_eq!(classify(cap(0), true, &s, false), Class::Excluded);
+        let s = stack(&["cap_capable", "inode_owner_or_capable", "ovl_open_realfile"]);
+        assert_eq!(classify(cap(3), true, &s, false), Class::Excluded);
         assert_eq!(
             classify(cap(13), true, &stack(&["cap_capable"]), true),
             Class::Excluded

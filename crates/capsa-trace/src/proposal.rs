@@ -132,7 +132,9 @@ impl Proposal {
         let mut needs: BTreeMap<Cap, Need> = BTreeMap::new();
         let mut probes: BTreeMap<(Cap, ProbeReason), Probe> = BTreeMap::new();
         let mut denials = Vec::new();
+        let fallback = DacFallback::of(rec);
         for c in &rec.checks {
+            let class = fallback.reclassify(c);
             let ev = Evidence {
                 pid: c.pid,
                 comm: c.comm.clone(),
@@ -141,8 +143,8 @@ impl Proposal {
                 syscall: c.syscall.clone(),
                 count: c.count,
             };
-            match c.class {
-                Class::Required if c.dac_alternative => {
+            match class {
+                Class::Required if c.dac_alternative || fallback.is_alternative(c) => {
                     // generic_permission: either DAC cap passes a read; DAC_OVERRIDE comes first
                     // (Docker default, and it does not grant open_by_handle_at, the "shocker" escape).
                     let (first, other) = (cap_named("DAC_OVERRIDE"), cap_named("DAC_READ_SEARCH"));
@@ -309,6 +311,50 @@ impl Proposal {
             }
         });
         serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+    }
+}
+
+/// generic_permission (fs/namei.c) asks DAC_READ_SEARCH before DAC_OVERRIDE for a read or a
+/// directory search. With a superset that lacks DAC_READ_SEARCH (Docker's defaults), a read of
+/// a file the process may not read shows as a refused DAC_READ_SEARCH followed by a granted
+/// DAC_OVERRIDE: the refusal is not a failure, and either cap would do for those reads. (A
+/// write in the same run also needs DAC_OVERRIDE; the verification run settles which holds.)
+struct DacFallback {
+    read_search_refused: bool,
+    override_granted: bool,
+}
+
+impl DacFallback {
+    fn of(rec: &Recording) -> DacFallback {
+        let at = |name: &str, granted: bool| {
+            rec.checks.iter().any(|c| {
+                c.cap.short_name() == Some(name)
+                    && c.granted == granted
+                    && c.path == "generic_permission"
+                    && c.class != Class::Excluded
+            })
+        };
+        DacFallback {
+            read_search_refused: at("DAC_READ_SEARCH", false),
+            override_granted: at("DAC_OVERRIDE", true),
+        }
+    }
+
+    fn reclassify(&self, c: &crate::recording::CheckSummary) -> Class {
+        let refused_first = c.class == Class::Denied
+            && c.cap.short_name() == Some("DAC_READ_SEARCH")
+            && c.path == "generic_permission";
+        if refused_first && self.override_granted {
+            Class::Probe(ProbeReason::DacFallback)
+        } else {
+            c.class
+        }
+    }
+
+    fn is_alternative(&self, c: &crate::recording::CheckSummary) -> bool {
+        self.read_search_refused
+            && c.cap.short_name() == Some("DAC_OVERRIDE")
+            && c.path == "generic_permission"
     }
 }
 

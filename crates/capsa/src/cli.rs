@@ -46,6 +46,8 @@ enum Command {
     Load(crate::registry_cmd::LoadArgs),
     /// Save images to an OCI archive (also loadable by docker, podman and ctr).
     Save(crate::registry_cmd::SaveArgs),
+    /// Record the capabilities a workload uses, propose the minimal set and verify it.
+    Profile(Box<crate::profile_cmd::ProfileArgs>),
 }
 
 /// Parses the user command line and runs it; returns the process exit code.
@@ -85,5 +87,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Logout(args) => crate::registry_cmd::logout(args),
         Command::Load(args) => crate::registry_cmd::load(cli.root.as_deref(), args),
         Command::Save(args) => crate::registry_cmd::save(cli.root.as_deref(), args),
+        Command::Profile(args) => {
+            crate::profile_cmd::run(cli.root.as_deref(), cli.config.as_deref(), &config, *args)
+        }
     }
 }

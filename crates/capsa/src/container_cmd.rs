@@ -129,6 +129,10 @@ pub struct RunArgs {
     /// Remap container root to the subordinate ids of a user (/etc/subuid, /etc/subgid).
     #[arg(long = "userns-remap", value_name = "default|USER[:GROUP]")]
     userns_remap: Option<String>,
+    /// Apply a saved `capsa profile` proposal (its JSON, or the OCI rendering): exactly its
+    /// capabilities, plus no-new-privileges.
+    #[arg(long = "cap-profile", value_name = "FILE")]
+    cap_profile: Option<PathBuf>,
     /// The image to run.
     image: String,
     /// The command and its arguments (default: the image's).
@@ -137,7 +141,7 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    fn options(self) -> RunOptions {
+    pub(crate) fn options(self) -> RunOptions {
         RunOptions {
             name: self.name,
             rm: self.rm,
@@ -321,8 +325,13 @@ fn each(list: &[String], mut f: impl FnMut(&str) -> Result<(), capsa_engine::Err
 
 fn run(engine: &Engine, config: &SystemConfig, a: RunArgs, start: bool) -> CmdResult {
     let detach = a.detach;
+    let cap_profile = a.cap_profile.clone();
     let mut options = a.options();
     config.apply(&mut options);
+    if let Some(path) = &cap_profile {
+        let profile = capsa_engine::cap_profile::load(path)?;
+        capsa_engine::cap_profile::apply(&mut options, &profile)?;
+    }
     let created = engine.create(&options)?;
     for w in &created.warnings {
         eprintln!("WARNING: {w}");

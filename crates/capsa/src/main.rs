@@ -8,6 +8,7 @@ mod caps_cmd;
 mod cli;
 mod container_cmd;
 mod image_cmd;
+mod profile_cmd;
 mod registry_cmd;
 mod runc;
 
