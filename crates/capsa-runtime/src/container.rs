@@ -27,8 +27,11 @@ pub enum ContainerError {
     Spec(#[from] SpecError),
     #[error(transparent)]
     State(#[from] StateError),
-    #[error(transparent)]
-    Hook(#[from] HookError),
+    #[error("{kind} hook failed: {source}")]
+    Hook {
+        kind: &'static str,
+        source: HookError,
+    },
     #[error("container not running: {id} is {status}")]
     NotRunning { id: String, status: Status },
     #[error("cannot {op} container {id}: it is {status} ({hint})")]
@@ -187,8 +190,14 @@ fn create_steps(
     // runtime-spec config.md: prestart (deprecated) and createRuntime run in the runtime
     // namespace after the container's namespaces exist; a failure fails the create.
     let state_json = state_json(&record, Status::Creating);
-    hooks::run_all(hook_list(spec, HookKind::Prestart), &state_json)?;
-    hooks::run_all(hook_list(spec, HookKind::CreateRuntime), &state_json)?;
+    for kind in [HookKind::Prestart, HookKind::CreateRuntime] {
+        hooks::run_all(hook_list(spec, kind), &state_json).map_err(|source| {
+            ContainerError::Hook {
+                kind: kind.name(),
+                source,
+            }
+        })?;
+    }
     Ok(pid)
 }
 
@@ -268,10 +277,7 @@ pub fn start(root: &StateRoot, id: &str) -> Result<Vec<String>, ContainerError> 
         }
     }
     let json = state_json(&record, Status::Created);
-    Ok(hooks::run_all_warn(
-        hook_list(&record.config, HookKind::Poststart),
-        &json,
-    ))
+    Ok(warn_hooks(&record.config, HookKind::Poststart, &json))
 }
 
 fn wrong(op: &'static str, id: &str, status: Status, hint: &'static str) -> ContainerError {
@@ -360,10 +366,7 @@ fn destroy(dir: LockedDir, record: &ContainerRecord) -> Result<Vec<String>, Cont
     }
     dir.remove()?;
     let json = state_json(record, Status::Stopped);
-    Ok(hooks::run_all_warn(
-        hook_list(&record.config, HookKind::Poststop),
-        &json,
-    ))
+    Ok(warn_hooks(&record.config, HookKind::Poststop, &json))
 }
 
 /// SIGKILL to the init and the whole cgroup (a shared pid namespace leaves other processes
@@ -599,6 +602,26 @@ enum HookKind {
     CreateRuntime,
     Poststart,
     Poststop,
+}
+
+impl HookKind {
+    fn name(self) -> &'static str {
+        match self {
+            HookKind::Prestart => "prestart",
+            HookKind::CreateRuntime => "createRuntime",
+            HookKind::Poststart => "poststart",
+            HookKind::Poststop => "poststop",
+        }
+    }
+}
+
+/// Runs hooks whose failures are warnings (poststart, poststop), naming the kind.
+fn warn_hooks(spec: &Spec, kind: HookKind, json: &[u8]) -> Vec<String> {
+    let mut warnings = hooks::run_all_warn(hook_list(spec, kind), json);
+    for w in &mut warnings {
+        *w = format!("{} hook failed: {w}", kind.name());
+    }
+    warnings
 }
 
 fn hook_list(spec: &Spec, kind: HookKind) -> &[Hook] {
