@@ -124,6 +124,7 @@ pub fn create(
         dir: Some(dir),
         cgroup: None,
         pid: None,
+        pid_file: None,
     };
     match create_steps(&mut undo, id, bundle, opts) {
         Ok(pid) => {
@@ -185,7 +186,9 @@ fn create_steps(
         dir.save(&record)?;
     }
     if let Some(path) = &opts.pid_file {
-        crate::state::write_atomic(&absolute(path), pid.to_string().as_bytes())?;
+        let path = absolute(path);
+        crate::state::write_atomic(&path, pid.to_string().as_bytes())?;
+        undo.pid_file = Some(path);
     }
     // runtime-spec config.md: prestart (deprecated) and createRuntime run in the runtime
     // namespace after the container's namespaces exist; a failure fails the create.
@@ -214,6 +217,8 @@ struct Rollback {
     dir: Option<LockedDir>,
     cgroup: Option<crate::cgroups::Cgroup>,
     pid: Option<i32>,
+    /// A pid file we wrote: it would name a dead (and later recycled) pid.
+    pid_file: Option<PathBuf>,
 }
 
 impl Rollback {
@@ -234,6 +239,9 @@ impl Rollback {
         }
         if let Some(dir) = self.dir {
             let _ = dir.remove();
+        }
+        if let Some(path) = self.pid_file {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
