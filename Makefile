@@ -12,13 +12,14 @@ deps:
 build:
 	$(CARGO) build --workspace
 
+# Two binaries: `capsa` (the front end, which also answers to argv0 capsa-runc) and the
+# smaller `capsa-runc` that engines exec for every container operation.
 release:
 	$(CARGO) build --release -p capsa
-	ln -sf capsa target/release/capsa-runc
 
 install: release
 	install -m 0755 target/release/capsa $(PREFIX)/bin/capsa
-	ln -sf capsa $(PREFIX)/bin/capsa-runc
+	install -m 0755 target/release/capsa-runc $(PREFIX)/bin/capsa-runc
 
 # Sets everything up and runs the walkthrough of the main job.
 demo: deps release

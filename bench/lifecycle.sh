@@ -17,7 +17,7 @@ WARMUP=${WARMUP:-5}
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 RESULTS="$HERE/results"
-CAPSA=${CAPSA:-$REPO/target/release/capsa}
+CAPSA=${CAPSA:-$REPO/target/release/capsa-runc}
 
 [ "$(id -u)" = 0 ] || { echo "lifecycle.sh: needs root" >&2; exit 1; }
 command -v hyperfine >/dev/null || { echo "lifecycle.sh: hyperfine is not installed" >&2; exit 1; }
