@@ -120,12 +120,14 @@ const PROBES: &[(&str, ProbeReason)] = &[
     ("in_group_or_capable", ProbeReason::SgidStrip),
 ];
 
-/// The first frame after the capability machinery: the kernel path that asked.
+/// The first frame after the capability machinery: the kernel path that asked. The tracing
+/// glue is skipped too: with more than one probe on the tracepoint (two recordings at once)
+/// the kernel calls them through `__traceiter_cap_capable`.
 pub fn caller(stack: &[String]) -> Option<&str> {
     stack
         .iter()
         .map(String::as_str)
-        .find(|f| !CAP_LAYER.contains(f))
+        .find(|f| !CAP_LAYER.contains(f) && !f.starts_with("__traceiter_"))
 }
 
 /// Classifies one check. `stack` is innermost first, as the trigger prints it.
@@ -233,6 +235,13 @@ mod tests {
         ]);
         assert_eq!(classify(cap(13), true, &s, false), Class::Required);
         assert_eq!(classify(cap(13), false, &s, false), Class::Denied);
+        assert_eq!(caller(&s), Some("inet_create"));
+        let s = stack(&[
+            "__traceiter_cap_capable",
+            "cap_capable",
+            "ns_capable",
+            "inet_create",
+        ]);
         assert_eq!(caller(&s), Some("inet_create"));
     }
 

@@ -34,7 +34,7 @@ fn is_tracefs(path: &Path) -> bool {
 }
 
 /// Makes sure tracefs is mounted at [`TRACEFS`] and takes a reference on it; the matching
-/// [`release_mount`] unmounts it if this process mounted it and nobody else uses it.
+/// [`release_mount`] drops the reference (tracefs then stays mounted).
 pub(crate) fn acquire_mount() -> Result<PathBuf, TraceError> {
     let root = PathBuf::from(TRACEFS);
     let mut state = MOUNT.lock().unwrap_or_else(|p| p.into_inner());
@@ -52,25 +52,12 @@ pub(crate) fn acquire_mount() -> Result<PathBuf, TraceError> {
     Ok(root)
 }
 
-/// Drops the reference taken by [`acquire_mount`].
-pub(crate) fn release_mount(root: &Path) {
+/// Drops the reference taken by [`acquire_mount`]. tracefs stays mounted (as systemd mounts
+/// it at boot): another capsa process may have created an instance under our mount between
+/// any check and the unmount, and a detached mount would pull the instance out from under it.
+pub(crate) fn release_mount(_root: &Path) {
     let mut state = MOUNT.lock().unwrap_or_else(|p| p.into_inner());
     state.1 = state.1.saturating_sub(1);
-    if state.0 && state.1 == 0 && !has_capsa_instances(root) {
-        // Detach: another reader that still holds an fd keeps working until it closes it.
-        if rustix::mount::unmount(root, rustix::mount::UnmountFlags::DETACH).is_ok() {
-            state.0 = false;
-        }
-    }
-}
-
-fn has_capsa_instances(root: &Path) -> bool {
-    fs::read_dir(root.join("instances"))
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with(INSTANCE_PREFIX))
-        })
-        .unwrap_or(false)
 }
 
 /// The running kernel's release (`uname -r`), for error messages.
