@@ -84,3 +84,12 @@ step "7. Clean up"
 show "$CAPSA" rm -f web web-nobody
 show "$CAPSA" ps -a
 lesson "rm -f removes the process, its cgroup, its overlay mount and its state."
+
+step "8. Which capabilities does the web server need? Ask the kernel"
+show "$CAPSA" profile --probe 'wget -qO- http://127.0.0.1/ | grep -q hello' web:demo httpd -f -p 80 -h /www
+show "$CAPSA" profile --probe 'wget -qO- http://127.0.0.1/ | grep -q hello' --format json -o "$WORK/web-caps.json" web:demo httpd -f -p 80 -h /www
+show "$CAPSA" run -d --name web-profiled --cap-profile "$WORK/web-caps.json" web:demo httpd -f -p 80 -h /www
+sleep 0.3
+show "$CAPSA" exec web-profiled wget -qO- http://127.0.0.1/
+show "$CAPSA" rm -f web-profiled
+lesson "capsa profile records the kernel's capability checks, proposes NET_BIND_SERVICE alone, verifies it, and run --cap-profile applies it."
