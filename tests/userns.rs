@@ -553,3 +553,116 @@ fn unsupported_filesystem_is_named_and_nothing_is_left() {
     );
     rustix::mount::unmount(&store, rustix::mount::UnmountFlags::DETACH).expect("umount");
 }
+
+#[path = "registry_support/mod.rs"]
+mod registry_support;
+
+/// A two-layer image loaded from an OCI archive: the base has /opq/old, the top layer makes
+/// /opq opaque (`.wh..wh..opq`) and adds /opq/new. Returns the top layer's directory.
+fn opaque_image(env: &Env, tag: &str) -> PathBuf {
+    let base = env.root.path().join("opq-base");
+    support::build_rootfs(&base);
+    std::fs::create_dir_all(base.join("opq")).expect("mkdir");
+    std::fs::write(base.join("opq/old"), "hidden by the opaque dir\n").expect("write");
+    let top = env.root.path().join("opq-top");
+    std::fs::create_dir_all(top.join("opq")).expect("mkdir");
+    std::fs::write(top.join("opq/.wh..wh..opq"), "").expect("write");
+    std::fs::write(top.join("opq/new"), "new\n").expect("write");
+    let mut layout = registry_support::Layout::new(&env.root.path().join("opq-oci"));
+    let img = layout.image(
+        &[
+            (
+                registry_support::tar_dir(&base),
+                registry_support::Comp::Gzip,
+            ),
+            (
+                registry_support::tar_dir(&top),
+                registry_support::Comp::Plain,
+            ),
+        ],
+        "amd64",
+    );
+    layout.tag_image("1", &img);
+    let archive = env.root.path().join("opq-oci.tar");
+    registry_support::run(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&layout.dir)
+            .arg("-cf")
+            .arg(&archive)
+            .arg("."),
+    );
+    let out = env.ok(&["load", "-i", archive.to_str().expect("utf8")]);
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Loaded image ID: "))
+        .unwrap_or_else(|| panic!("no image ID in {out:?}"));
+    env.ok(&["tag", id, tag]);
+    for d in [&base, &top, &layout.dir, &archive] {
+        let _ = std::fs::remove_dir_all(d).or_else(|_| std::fs::remove_file(d));
+    }
+    env.root
+        .path()
+        .join("layers")
+        .join(img.diff_ids[1].trim_start_matches("sha256:"))
+}
+
+/// An overlay mounted inside the user namespace (`userxattr`) reads `user.overlay.opaque`,
+/// not `trusted.overlay.opaque`: capsa-image writes both, and upgrades layers that an older
+/// capsa unpacked with only the trusted one when a container first uses them.
+#[test]
+fn opaque_dirs_hide_lower_files_in_remapped_containers_too() {
+    let Some(env) = env() else { return };
+    let tag = "capsa-userns-opaque:1";
+    let layer = opaque_image(&env, tag);
+    let ls = |remap: bool| {
+        let mut args = vec!["run", "--rm"];
+        if remap {
+            args.push("--userns-remap=default");
+        }
+        args.extend([tag, "ls", "-a", "/opq"]);
+        env.ok(&args)
+    };
+    assert_eq!(
+        ls(false),
+        ".\n..\nnew\n",
+        "host overlay (trusted.overlay.opaque)"
+    );
+    assert_eq!(
+        ls(true),
+        ".\n..\nnew\n",
+        "userxattr overlay (user.overlay.opaque)"
+    );
+    let opq = layer.join("root/opq");
+    let read = |key: &str| {
+        let mut buf = [0u8; 8];
+        rustix::fs::lgetxattr(&opq, key, &mut buf).map(|n| buf[..n].to_vec())
+    };
+    assert_eq!(read("user.overlay.opaque").as_deref(), Ok(&b"y"[..]));
+    assert!(
+        layer.join("user-opaque").is_file(),
+        "fresh layers carry the marker"
+    );
+    // Without the user.* xattr (the marker still claiming it), the kernel shows the lower
+    // file to the userxattr overlay: the user.* xattr is what it reads.
+    rustix::fs::lremovexattr(&opq, "user.overlay.opaque").expect("removexattr");
+    assert_eq!(
+        ls(true),
+        ".\n..\nnew\nold\n",
+        "userxattr overlay without the user xattr"
+    );
+    assert_eq!(
+        ls(false),
+        ".\n..\nnew\n",
+        "the host overlay needs only trusted.*"
+    );
+    // A layer as an older capsa left it: only the trusted xattr, no marker.
+    std::fs::remove_file(layer.join("user-opaque")).expect("remove marker");
+    assert_eq!(ls(true), ".\n..\nnew\n", "after the lazy upgrade");
+    assert_eq!(read("user.overlay.opaque").as_deref(), Ok(&b"y"[..]));
+    assert_eq!(read("trusted.overlay.opaque").as_deref(), Ok(&b"y"[..]));
+    assert!(
+        layer.join("user-opaque").is_file(),
+        "the upgrade writes the marker"
+    );
+}

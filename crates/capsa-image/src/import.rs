@@ -251,6 +251,8 @@ fn finish_layer_dir(dir: &Path, layer: &LayerRef, stats: &LayerStats) -> Result<
         source: e,
     })?;
     write_atomic(dir, "layer.json", &data, false)?;
+    // Written by this unpacker: its opaque dirs carry user.overlay.opaque too.
+    crate::layer_upgrade::mark_fresh(dir)?;
     // Unpacked files are not fsynced one by one; one syncfs makes them durable before the
     // marker claims the layer is complete.
     let d = File::open(dir).map_err(|e| ImageError::io("open", dir, e))?;

@@ -16,6 +16,7 @@ pub mod change;
 pub mod digest;
 pub mod error;
 pub mod import;
+mod layer_upgrade;
 mod lock;
 pub mod reference;
 pub mod registry;

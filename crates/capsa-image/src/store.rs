@@ -468,6 +468,9 @@ impl ImageStore {
                     image.config.short()
                 )));
             }
+            // Layers from an older capsa get user.overlay.opaque once, before any container
+            // (possibly user-namespaced, `userxattr`) stacks them; a stat when already done.
+            crate::layer_upgrade::ensure_user_opaque(&self.layers_dir().join(l.diff_id.hex()))?;
         }
         let lease = Lease {
             container_id: container_id.to_string(),

@@ -110,6 +110,8 @@ pub fn finish_layer_dir(dir: &Path, layer: &LayerRef, stats: &LayerStats) -> Res
         source: e,
     })?;
     write_atomic(dir, "layer.json", &data, false)?;
+    // Written by this unpacker: its opaque dirs carry user.overlay.opaque too.
+    crate::layer_upgrade::mark_fresh(dir)?;
     let d = File::open(dir).map_err(|e| ImageError::io("open", dir, e))?;
     rustix::fs::syncfs(&d).map_err(|e| ImageError::sys("syncfs", dir, e))?;
     write_atomic(dir, "complete", b"", true)?;

@@ -593,7 +593,9 @@ impl Writer {
         .map_err(|e| self.sys(name, "mknodat (whiteout)", e))
     }
 
-    /// `.wh..wh..opq` becomes `trusted.overlay.opaque=y` on its directory.
+    /// `.wh..wh..opq` becomes `trusted.overlay.opaque=y` and `user.overlay.opaque=y` on its
+    /// directory. These are the only overlay xattrs a layer gets: tar entries that carry
+    /// `trusted.*` or `user.overlay.*` themselves are skipped by `xattr_allowed`.
     fn mark_opaque(&mut self, parents: &[&OsStr], name: &str) -> Result<()> {
         let parent = self.parent(parents, name)?;
         let dir = rfs::openat(
@@ -603,13 +605,11 @@ impl Writer {
             Mode::empty(),
         )
         .map_err(|e| self.sys(name, "openat (opaque directory)", e))?;
-        rfs::fsetxattr(
-            &dir,
-            whiteout::OVERLAY_OPAQUE_XATTR,
-            b"y",
-            rfs::XattrFlags::empty(),
-        )
-        .map_err(|e| self.sys(name, "fsetxattr trusted.overlay.opaque", e))
+        for key in whiteout::OVERLAY_OPAQUE_XATTRS {
+            rfs::fsetxattr(&dir, key, b"y", rfs::XattrFlags::empty())
+                .map_err(|e| self.sys(name, &format!("fsetxattr {key}"), e))?;
+        }
+        Ok(())
     }
 
     fn restore_dir_times(&self) -> Result<()> {

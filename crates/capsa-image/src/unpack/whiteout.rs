@@ -4,7 +4,9 @@
 //! OCI image-spec layer.md "Whiteouts": `.wh.<name>` hides `<name>` of the layers below; the
 //! opaque marker `.wh..wh..opq` hides every sibling from below. overlayfs
 //! (Documentation/filesystems/overlayfs.rst) spells the same as a char device 0/0 named
-//! `<name>` and the xattr `trusted.overlay.opaque=y` on the directory.
+//! `<name>` and the xattr `trusted.overlay.opaque=y` on the directory. An overlay mounted
+//! inside a user namespace (mount option `userxattr`) reads `user.overlay.opaque` instead,
+//! because trusted.* is out of reach there; whiteout devices work in both modes.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -14,8 +16,10 @@ pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 /// Names under `.wh..wh.` other than the opaque marker are AUFS bookkeeping (`.wh..wh.plnk`),
 /// which the spec says to ignore.
 const META_PREFIX: &[u8] = b".wh..wh.";
-/// The xattr overlayfs reads to treat a lower directory as opaque.
-pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// The xattrs overlayfs reads to treat a lower directory as opaque: `trusted.*` by default,
+/// `user.*` with `userxattr` (overlayfs.rst "User xattr"). Layers carry both, so one unpacked
+/// layer serves host overlays and overlays mounted inside a container's user namespace.
+pub const OVERLAY_OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
 
 /// What the last component of an entry path means.
 #[derive(Debug, PartialEq, Eq)]
