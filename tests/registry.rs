@@ -451,3 +451,100 @@ fn concurrent_pulls_and_a_pull_racing_rmi_keep_the_store_consistent() {
     ok(&capsa(&store, &["pull", "-q", &name], &[]));
     assert_store_consistent(&store);
 }
+
+#[path = "run_support/mod.rs"]
+mod run_support;
+
+/// Three layers over a busybox rootfs: whiteout, opaque dir, and a later layer writing
+/// `lib/x` where the base has `lib -> usr/lib` (docs/images.md: the later layer's real
+/// directory hides the symlink, as with Docker's overlay2 and containerd).
+fn runnable_layered_image(tmp: &Path, layout: &Layout) -> Built {
+    let l1 = tmp.join("run-l1");
+    run_support::build_rootfs(&l1);
+    write(&l1.join("etc/gone"), b"removed by layer 2\n");
+    write(&l1.join("opq/old"), b"hidden by the opaque dir\n");
+    write(&l1.join("usr/lib/a"), b"a\n");
+    std::os::unix::fs::symlink("usr/lib", l1.join("lib")).expect("symlink");
+    let l2 = tmp.join("run-l2");
+    write(&l2.join("etc/.wh.gone"), b"");
+    write(&l2.join("opq/.wh..wh..opq"), b"");
+    write(&l2.join("opq/new"), b"new\n");
+    write(&l2.join("layer2"), b"two\n");
+    let l3 = tmp.join("run-l3");
+    write(&l3.join("lib/x"), b"x\n");
+    write(&l3.join("layer3"), b"three\n");
+    layout.image(
+        &[
+            (tar_dir(&l1), Comp::Gzip),
+            (tar_dir(&l2), Comp::Zstd),
+            (tar_dir(&l3), Comp::Plain),
+        ],
+        "amd64",
+    )
+}
+
+#[test]
+fn a_pulled_multi_layer_image_runs_with_each_layer_whiteouts_and_opaque_dirs() {
+    if skip() {
+        return;
+    }
+    let Some(env) = run_support::env() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let reg = Registry::start(&tmp.path().join("reg"), None);
+    let mut layout = Layout::new(&tmp.path().join("oci"));
+    let img = runnable_layered_image(tmp.path(), &layout);
+    layout.tag_image("run", &img);
+    let name = format!("{}/t/runnable:1", reg.host());
+    skopeo_push(&layout.dir, "run", &name, &[]);
+    env.ok(&["pull", "-q", &name]);
+    let script = "cat /usr/lib/a /layer2 /layer3 /opq/new; ls -a /opq; \
+                  test -e /etc/gone && echo gone-still-there; \
+                  test -L /lib && echo lib-is-a-symlink; ls /lib; \
+                  test -e /usr/lib/x && echo x-went-through; true";
+    let out = env.ok(&["run", "--rm", &name, "sh", "-c", script]);
+    assert_eq!(out, "a\ntwo\nthree\nnew\n.\n..\nnew\nx\n", "inside: {out}");
+}
+
+#[test]
+fn a_pulled_file_capability_binary_binds_port_80_as_nobody() {
+    if skip() || !have("setcap") {
+        return;
+    }
+    let Some(env) = run_support::env() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let reg = Registry::start(&tmp.path().join("reg"), None);
+    let root = tmp.path().join("rootfs");
+    run_support::build_rootfs(&root);
+    // busybox picks the applet from argv[0]'s basename: a copy named httpd is httpd.
+    write(
+        &root.join("capbin/httpd"),
+        &std::fs::read("/bin/busybox").expect("busybox"),
+    );
+    run(Command::new("chmod")
+        .arg("0755")
+        .arg(root.join("capbin/httpd")));
+    run(Command::new("setcap")
+        .args(["cap_net_bind_service=+ep"])
+        .arg(root.join("capbin/httpd")));
+    let mut layout = Layout::new(&tmp.path().join("oci"));
+    let img = layout.image(&[(tar_dir(&root), Comp::Gzip)], "amd64");
+    layout.tag_image("caps", &img);
+    let name = format!("{}/t/capsrun:1", reg.host());
+    skopeo_push(&layout.dir, "caps", &name, &[]);
+    env.ok(&["pull", "-q", &name]);
+    // As uid 65534 with the default set: nothing effective or ambient, NET_BIND_SERVICE in
+    // the bounding set. The plain httpd is refused port 80; the file-capability copy gains
+    // cap_net_bind_service at execve (capabilities(7)) and serves.
+    let script = "httpd -p 80 -h /www 2>&1 || echo plain-refused; \
+                  /capbin/httpd -p 80 -h /www && sleep 0.3 && wget -q -O- http://127.0.0.1:80/";
+    let out = env.ok(&["run", "--rm", "--user", "65534", &name, "sh", "-c", script]);
+    assert!(
+        out.contains("plain-refused"),
+        "plain httpd bound port 80: {out}"
+    );
+    assert!(out.ends_with("hello from capsa\n"), "{out}");
+}
