@@ -6,10 +6,11 @@
 //! Must not touch: what happens inside the container processes (`init`), cgroup files
 //! (`cgroups`) or filter building (`seccomp`); it calls them through [`deps`].
 //!
-//! Hook timing. `init::spawn` returns once the init is set up and blocked on exec.fifo, so
-//! the runtime-namespace hooks `prestart` and `createRuntime` run right after it, with the
-//! namespaces already made (what those hooks need: network setup in the init's netns). The
-//! spec places them before pivot_root; that needs a sync point inside init (future work).
+//! Hook timing (runtime-spec config.md). `prestart` and `createRuntime` run here, in the
+//! runtime namespace, while the init waits after making its namespaces and mounts and before
+//! its pivot_root (`InitRequest::runtime_hooks`); `createContainer` and `startContainer` run
+//! inside the init (`init`); `poststart` after `start` released the init, `poststop` after
+//! `delete` removed what the container held.
 
 use std::path::{Path, PathBuf};
 
@@ -155,6 +156,18 @@ fn create_steps(
     deps::cgroup_create(&cgroup, linux.and_then(|l| l.resources().as_ref()))?;
     let state_dir = undo.dir_path();
     let cgroup = &*undo.cgroup.insert(cgroup);
+    // A hook failure travels through `init` as text; the typed error is kept here.
+    let hook_error = std::cell::RefCell::new(None);
+    let run_hooks = |pid: i32| -> Result<(), String> {
+        runtime_ns_hooks(id, pid, bundle).map_err(|e| {
+            let text = e.to_string();
+            *hook_error.borrow_mut() = Some(e);
+            text
+        })
+    };
+    let has_hooks = [HookKind::Prestart, HookKind::CreateRuntime]
+        .iter()
+        .any(|&k| !hook_list(spec, k).is_empty());
     let req = crate::init::InitRequest {
         id,
         spec,
@@ -167,8 +180,12 @@ fn create_steps(
         no_new_keyring: opts.no_new_keyring,
         cgroup: Some(cgroup),
         seccomp: filter.as_ref(),
+        runtime_hooks: if has_hooks { Some(&run_hooks) } else { None },
     };
-    let pid = deps::init_spawn(&req)?.pid;
+    let pid = match deps::init_spawn(&req) {
+        Ok(s) => s.pid,
+        Err(e) => return Err(hook_error.take().unwrap_or(e)),
+    };
     undo.pid = Some(pid);
     let stat = crate::state::proc_stat(pid).ok_or(ContainerError::InitGone { pid })?;
     let record = ContainerRecord {
@@ -190,18 +207,21 @@ fn create_steps(
         crate::state::write_atomic(&path, pid.to_string().as_bytes())?;
         undo.pid_file = Some(path);
     }
-    // runtime-spec config.md: prestart (deprecated) and createRuntime run in the runtime
-    // namespace after the container's namespaces exist; a failure fails the create.
-    let state_json = state_json(&record, Status::Creating);
+    Ok(pid)
+}
+
+/// prestart (deprecated) then createRuntime, for the init `pid` that waits before its
+/// pivot_root; runc hands them the state with status `creating`. A failure fails the create.
+fn runtime_ns_hooks(id: &str, pid: i32, bundle: &BundleSpec) -> Result<(), ContainerError> {
+    let spec = &bundle.spec;
+    let json = hook_state_json(id, pid, &bundle.bundle, spec, Status::Creating);
     for kind in [HookKind::Prestart, HookKind::CreateRuntime] {
-        hooks::run_all(hook_list(spec, kind), &state_json).map_err(|source| {
-            ContainerError::Hook {
-                kind: kind.name(),
-                source,
-            }
+        hooks::run_all(hook_list(spec, kind), &json).map_err(|source| ContainerError::Hook {
+            kind: kind.name(),
+            source,
         })?;
     }
-    Ok(pid)
+    Ok(())
 }
 
 /// The state root of the container being made (the parent of its state directory).
@@ -668,21 +688,23 @@ fn is_zero(n: &i32) -> bool {
 /// runc passes `creating` to prestart/createRuntime, `created` to poststart (the state is
 /// taken before the fifo is released) and `stopped` without a pid to poststop.
 fn state_json(record: &ContainerRecord, status: Status) -> Vec<u8> {
+    hook_state_json(
+        &record.id,
+        record.init_pid,
+        &record.bundle,
+        &record.config,
+        status,
+    )
+}
+
+fn hook_state_json(id: &str, pid: i32, bundle: &Path, spec: &Spec, status: Status) -> Vec<u8> {
     let state = HookState {
         oci_version: crate::state::STATE_OCI_VERSION,
-        id: &record.id,
+        id,
         status,
-        pid: if status == Status::Stopped {
-            0
-        } else {
-            record.init_pid
-        },
-        bundle: &record.bundle,
-        annotations: record
-            .config
-            .annotations()
-            .as_ref()
-            .filter(|a| !a.is_empty()),
+        pid: if status == Status::Stopped { 0 } else { pid },
+        bundle,
+        annotations: spec.annotations().as_ref().filter(|a| !a.is_empty()),
     };
     serde_json::to_vec(&state).unwrap_or_default()
 }

@@ -97,6 +97,7 @@ fn run(dir: &Path, spec: &Spec, root: &Path) -> Result<i32, init::InitError> {
         no_new_keyring: false,
         cgroup: None,
         seccomp: None,
+        runtime_hooks: None,
     };
     let s = init::spawn(&req)?;
     assert!(state.join("exec.fifo").exists());
@@ -218,6 +219,7 @@ fn exec_joins_a_running_container() {
         no_new_keyring: false,
         cgroup: None,
         seccomp: None,
+        runtime_hooks: None,
     };
     let init_proc = init::spawn(&req).unwrap();
     init::start(&state).unwrap();

@@ -7,7 +7,8 @@
 //! Order for the init (runc's standard init, with mounts done before pivot through fds):
 //! non-dumpable → [join/unshare/fork] → wait GO → rslave, root attached (host paths looked up
 //! with the host credentials) → [become root of a new user namespace] → [overlay root] → setsid → keyring → mounts, devices, console,
-//! masked/readonly paths → createContainer hooks → pivot_root → readonly root → hostname →
+//! masked/readonly paths → [HOOKS: the runtime runs prestart/createRuntime, we wait for RESUME]
+//! → createContainer hooks → pivot_root → readonly root → hostname →
 //! sysctls → oom_score_adj → rlimits → [no_new_privs] → [seccomp if !nnp] → fds CLOEXEC →
 //! chdir → bounding → keepcaps → groups/gid/uid → keepcaps off → capset → ambient → verify cwd →
 //! look up the executable and refuse our own binary → [seccomp if nnp] → READY → exec.fifo →
@@ -129,6 +130,9 @@ fn run_init(ctx: &InitCtx, chan: &Channel, fast: bool) -> Step<Infallible> {
         console::setup_in_rootfs(&root, ctx.common.console.as_ref(), true)?;
     }
     rootfs::protect_paths(&ctx.rootfs, &root)?;
+    if ctx.req.runtime_hooks.is_some() {
+        pause_for_runtime_hooks(chan)?;
+    }
     run_hooks(ctx, Hook::CreateContainer)?;
     rootfs::enter(&ctx.rootfs, root)?;
     set_hostname(ctx.hostname.as_deref())?;
@@ -194,6 +198,22 @@ fn wait_go(chan: &Channel) -> Step {
         Msg::Eof => sys::exit_now(1),
         m => Err(StepError::msg(format!(
             "expected Go from the runtime, got {m:?}"
+        ))),
+    }
+}
+
+/// runtime-spec config.md: createRuntime (and the deprecated prestart) run in the runtime
+/// namespace "after the runtime environment has been created" and before pivot_root, then
+/// createContainer in ours, also before pivot_root (runc's order too: the parent runs them on
+/// its procHooks message, after the mounts are made). We stop here until the runtime has run
+/// them; a failed hook arrives as EOF (the runtime kills us).
+fn pause_for_runtime_hooks(chan: &Channel) -> Step {
+    chan.send(&Msg::Hooks)?;
+    match chan.recv()? {
+        Msg::Resume => Ok(()),
+        Msg::Eof => sys::exit_now(1),
+        m => Err(StepError::msg(format!(
+            "expected Resume from the runtime after its hooks, got {m:?}"
         ))),
     }
 }

@@ -13,8 +13,9 @@
 //!
 //! Protocol on the SOCK_SEQPACKET pair (one message per datagram, tags in `sync`):
 //! child `MAPS` → parent writes uid/gid maps → `MAPS_DONE`; child `PID n` (slow path); parent
-//! joins the cgroup → `GO`; child sets up → `READY` (init) or exec (tenant: EOF on the CLOEXEC
-//! socket means the exec succeeded); any failure → `ERR message`.
+//! joins the cgroup → `GO`; [init with runtime-namespace hooks, mounts done, before pivot_root:
+//! `HOOKS` → parent runs prestart/createRuntime → `RESUME`]; child sets up → `READY` (init) or
+//! exec (tenant: EOF on the CLOEXEC socket means the exec succeeded); any failure → `ERR message`.
 
 mod child;
 mod exe_guard;
@@ -53,7 +54,16 @@ pub struct InitRequest<'a> {
     pub cgroup: Option<&'a crate::cgroups::Cgroup>,
     /// A compiled seccomp filter to load (from `linux.seccomp`), if any.
     pub seccomp: Option<&'a crate::seccomp::SeccompFilter>,
+    /// The runtime-namespace hooks (prestart, createRuntime), called in this process with the
+    /// init's host pid once its namespaces and mounts exist and before its pivot_root
+    /// (runtime-spec config.md "createRuntime Hooks"). `None` when there are none: then the
+    /// init does not stop for them (no extra round trip on the start path).
+    pub runtime_hooks: Option<&'a RuntimeHooks<'a>>,
 }
+
+/// Runs the runtime-namespace hooks for the init with this host pid; an error fails the create
+/// (its text becomes the error of `spawn`).
+pub type RuntimeHooks<'a> = dyn Fn(i32) -> Result<(), String> + 'a;
 
 /// Everything `exec` needs to start a process inside a running container.
 pub struct ExecRequest<'a> {

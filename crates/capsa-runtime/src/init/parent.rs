@@ -45,10 +45,26 @@ fn spawn_init(req: &InitRequest, fifo: &Path) -> Result<Spawned, InitError> {
     }
     drop(theirs);
     let pid = drive(&ours, first, &ctx.ns, fast, req.cgroup)?;
-    match ours.recv() {
+    let mut got = ours.recv();
+    if let (Some(hooks), Ok(Msg::Hooks)) = (req.runtime_hooks, &got) {
+        run_runtime_hooks(&ours, pid, hooks)?;
+        got = ours.recv();
+    }
+    match got {
         Ok(Msg::Ready) => Ok(Spawned { pid }),
         other => Err(fail_child(other, pid, None)),
     }
+}
+
+/// The init stopped before pivot_root (child.rs `pause_for_runtime_hooks`): run prestart and
+/// createRuntime here, in the runtime namespace, then let it go on. A failure kills it.
+fn run_runtime_hooks(
+    chan: &Channel,
+    pid: i32,
+    hooks: &super::RuntimeHooks<'_>,
+) -> Result<(), InitError> {
+    hooks(pid).map_err(|e| kill_reap(pid, None, StepError::msg(e)))?;
+    chan.send(&Msg::Resume).map_err(|e| kill_reap(pid, None, e))
 }
 
 fn clone_hint(flags: u64) -> &'static str {

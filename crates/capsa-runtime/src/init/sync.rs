@@ -20,6 +20,11 @@ pub enum Msg {
     Pid(i32),
     /// Parent: cgroup joined, go on.
     Go,
+    /// Init: namespaces and mounts are made, pivot_root is next; run the runtime-namespace
+    /// hooks (prestart, createRuntime). Sent only when there are such hooks.
+    Hooks,
+    /// Parent: those hooks succeeded, go on to pivot_root.
+    Resume,
     /// Init: fully set up, about to block on exec.fifo.
     Ready,
     /// Child: a step failed.
@@ -54,6 +59,8 @@ impl Channel {
                 buf.extend_from_slice(&p.to_le_bytes());
             }
             Msg::Go => buf.push(b'G'),
+            Msg::Hooks => buf.push(b'H'),
+            Msg::Resume => buf.push(b'r'),
             Msg::Ready => buf.push(b'R'),
             Msg::Err(text) => {
                 buf.push(b'E');
@@ -91,6 +98,8 @@ fn decode(b: &[u8]) -> Step<Msg> {
             Msg::Pid(i32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]))
         }
         b'G' => Msg::Go,
+        b'H' => Msg::Hooks,
+        b'r' => Msg::Resume,
         b'R' => Msg::Ready,
         b'E' => Msg::Err(String::from_utf8_lossy(rest).into_owned()),
         _ => return Err(StepError::msg(format!("unexpected sync message {b:?}"))),
@@ -109,6 +118,8 @@ mod tests {
             Msg::Pid(4242),
             Msg::Err("cannot x: EPERM".into()),
             Msg::Go,
+            Msg::Hooks,
+            Msg::Resume,
         ] {
             a.send(&m).unwrap();
             assert_eq!(b.recv().unwrap(), m);
