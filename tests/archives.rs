@@ -1,22 +1,32 @@
-//! Archive round trips: `capsa save` loaded by `podman load` (private storage root, vfs
-//! driver: no mounts to clean up), and archives written by podman (`oci-archive`,
-//! `docker-archive`) and skopeo (`docker-archive:`) loaded by `capsa load`. Needs root.
+//! Archive round trips, each image run on both sides: `capsa save` loaded by `podman load`
+//! (private storage root, vfs driver) and run by `podman run`, and imported by `ctr image
+//! import` into a private containerd and run by `ctr run`; archives written by podman
+//! (`oci-archive`, `docker-archive`) and skopeo (`docker-archive:`) loaded by `capsa load`
+//! and run by `capsa run --rm`. Needs root.
+//!
+//! Owns its temp dirs (stores, podman roots), the mounts under them (a guard detaches what a
+//! failed run left), the podman containers' cgroup parent (a unique name, removed), and the
+//! private containerd of tests/common/containerd.rs.
 
+#[path = "common/mod.rs"]
+mod common;
 mod registry_support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use registry_support::*;
 
 fn skip() -> bool {
-    if !is_root() || !have("podman") || !have("skopeo") {
-        eprintln!("skipped: needs root, podman and skopeo");
+    if !is_root() || !have("podman") || !have("skopeo") || !have("runc") {
+        eprintln!("skipped: needs root, podman, skopeo and runc");
         return true;
     }
     false
 }
 
+/// podman with private storage. It runs containers with runc: podman's default, crun,
+/// refuses this host's hybrid cgroup layout.
 fn podman(tmp: &Path) -> Command {
     let mut c = Command::new("podman");
     c.arg("--root")
@@ -30,8 +40,83 @@ fn podman(tmp: &Path) -> Command {
             "cgroupfs",
             "--events-backend",
             "none",
-        ]);
+            "--runtime",
+        ])
+        .arg(common::find_in_path("runc").unwrap_or_else(|| PathBuf::from("runc")));
     c
+}
+
+/// Detaches every mount left under the temp dir and removes the cgroups named `cgroup`
+/// (podman's `--cgroup-parent`), even when an assertion failed.
+struct Cleanup {
+    dir: PathBuf,
+    cgroup: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let prefix = self.dir.to_string_lossy().into_owned();
+        let mut points: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+            .filter(|mp| mp.starts_with(&prefix))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = rustix::mount::unmount(p.as_str(), rustix::mount::UnmountFlags::DETACH);
+        }
+        // podman puts conmon in a `conmon` child of the parent: remove the whole subtree,
+        // deepest first (rmdir of a cgroup with tasks fails, which is the safe outcome).
+        for d in common::proc::cgroup_dirs_named(&self.cgroup) {
+            remove_cgroup_tree(&d);
+        }
+    }
+}
+
+fn remove_cgroup_tree(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_cgroup_tree(&e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+fn cleanup(tmp: &Path) -> Cleanup {
+    Cleanup {
+        dir: tmp.to_path_buf(),
+        cgroup: common::unique_id("archives"),
+    }
+}
+
+/// `podman run --rm` of `image` in a private network namespace; returns its stdout.
+/// The ulimits are explicit because podman's defaults raise them, which needs
+/// CAP_SYS_RESOURCE, and this host's bounding set lacks it.
+fn podman_run(tmp: &Path, guard: &Cleanup, image: &str) -> String {
+    run(podman(tmp)
+        .args(["run", "--rm", "--network", "none"])
+        .args([
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=4096:4096",
+        ])
+        .arg(format!("--cgroup-parent=/{}", guard.cgroup))
+        .arg(image))
+}
+
+/// `capsa run --rm` of `image` from `store` (its default command); returns its stdout.
+/// Its runtime state goes to `<store>/run`.
+fn capsa_run(store: &Path, image: &str) -> String {
+    let out = Command::new(CAPSA)
+        .arg("--root")
+        .arg(store)
+        .args(["run", "--rm", image])
+        .env_remove("CAPSA_STATE_ROOT")
+        .output()
+        .expect("run capsa");
+    ok(&out)
 }
 
 /// A busybox rootfs with a marker file, imported into capsa as `name`.
@@ -78,6 +163,7 @@ fn capsa_save_is_loaded_by_podman_and_back_by_capsa() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");
+    let guard = cleanup(tmp.path());
     let store = tmp.path().join("store");
     let name = "localhost/capsa-archives/bb:1";
     import_busybox(tmp.path(), &store, name);
@@ -109,6 +195,8 @@ fn capsa_save_is_loaded_by_podman_and_back_by_capsa() {
         .env("LC_ALL", "C"));
     assert_eq!(listing, "from capsa\n");
     run(podman(tmp.path()).args(["rm", cid.trim()]));
+    // podman runs it: CMD ["/bin/cat","/hello"] from the image config.
+    assert_eq!(podman_run(tmp.path(), &guard, name), "from capsa\n");
     // And the same archive loads into a fresh capsa store.
     let store2 = tmp.path().join("store2");
     let out = ok(&capsa(
@@ -122,6 +210,7 @@ fn capsa_save_is_loaded_by_podman_and_back_by_capsa() {
     );
     assert_eq!(read_in_image(&store2, name, "hello"), b"from capsa\n");
     assert_store_consistent(&store2);
+    assert_eq!(capsa_run(&store2, name), "from capsa\n");
 }
 
 #[test]
@@ -130,6 +219,7 @@ fn podman_and_skopeo_archives_load_into_capsa() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");
+    let _guard = cleanup(tmp.path());
     let store = tmp.path().join("store");
     let name = "localhost/capsa-archives/src:1";
     import_busybox(tmp.path(), &store, name);
@@ -159,6 +249,7 @@ fn podman_and_skopeo_archives_load_into_capsa() {
             "{format}"
         );
         assert_store_consistent(&s);
+        assert_eq!(capsa_run(&s, name), "from capsa\n", "{format}");
     }
     // skopeo's docker-archive (the classic `docker save` layout: <id>/layer.tar, repositories).
     let oci = tmp.path().join("oci");
@@ -188,6 +279,7 @@ fn podman_and_skopeo_archives_load_into_capsa() {
         read_in_image(&s, "capsa-archives/skopeo:2", "hello"),
         b"from capsa\n"
     );
+    assert_eq!(capsa_run(&s, "capsa-archives/skopeo:2"), "from capsa\n");
     // A gzip-compressed docker save loads too.
     let gz = tmp.path().join("skopeo-docker.tar.gz");
     std::fs::write(
@@ -195,9 +287,43 @@ fn podman_and_skopeo_archives_load_into_capsa() {
         compress(&std::fs::read(&dock).expect("read"), Comp::Gzip),
     )
     .expect("write");
+    let s = tmp.path().join("store-gz");
+    ok(&capsa(&s, &["load", "-i", gz.to_str().expect("utf8")], &[]));
+    assert_eq!(capsa_run(&s, "capsa-archives/skopeo:2"), "from capsa\n");
+}
+
+#[test]
+fn capsa_save_is_imported_and_run_by_ctr() {
+    if !is_root() || !have("runc") {
+        eprintln!("skipped: needs root and runc");
+        return;
+    }
+    let engine = match common::containerd::Containerd::start() {
+        Ok(e) => e,
+        Err(why) => {
+            eprintln!("skipped: containerd cannot start here: {why}");
+            return;
+        }
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let _guard = cleanup(tmp.path());
+    let store = tmp.path().join("store");
+    let name = "localhost/capsa-archives/ctr:1";
+    import_busybox(tmp.path(), &store, name);
+    let archive = tmp.path().join("capsa.tar");
     ok(&capsa(
-        &tmp.path().join("store-gz"),
-        &["load", "-i", gz.to_str().expect("utf8")],
+        &store,
+        &["save", "-o", archive.to_str().expect("utf8"), name],
         &[],
     ));
+    // ctr names the image from the index's io.containerd.image.name annotation.
+    let imported = engine.ctr(&["images", "import", &archive.to_string_lossy()]);
+    imported.assert_ok("ctr images import");
+    let listed = engine.ctr(&["images", "ls", "-q"]);
+    assert!(listed.stdout.lines().any(|l| l == name), "{listed}");
+    // ctr runs it with its default runtime (runc): the image config's CMD prints the file.
+    let id = common::unique_id("ctr");
+    let out = engine.ctr(&["run", "--rm", name, &id]);
+    out.assert_ok("ctr run");
+    assert_eq!(out.stdout, "from capsa\n", "{out}");
 }

@@ -16,6 +16,7 @@
 //! fails there is a broken test); it is never set in CI.
 #![allow(dead_code)]
 
+pub mod containerd;
 pub mod oci_image;
 pub mod proc;
 
