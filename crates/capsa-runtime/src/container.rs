@@ -74,6 +74,10 @@ pub struct CreateOptions {
     pub no_new_keyring: bool,
     /// `run` without `--detach`: the caller stays and relays the terminal, if any.
     pub foreground: bool,
+    /// Also join the cgroup hierarchies engines read usage from themselves
+    /// (`cgroups::STATS_CONTROLLERS`), even without limits: the runc personality sets it,
+    /// because containerd's shim reads the container's cgroups itself (see `cgroups`).
+    pub stats_cgroups: bool,
 }
 
 /// Checks the terminal/console-socket combinations runc accepts (runc utils_linux.go): a
@@ -153,7 +157,12 @@ fn create_steps(
     };
     let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
     let cgroup = deps::cgroup_for(cgroups_path, id)?;
-    deps::cgroup_create(&cgroup, linux.and_then(|l| l.resources().as_ref()))?;
+    let extra = if opts.stats_cgroups {
+        crate::cgroups::STATS_CONTROLLERS
+    } else {
+        &[]
+    };
+    deps::cgroup_create(&cgroup, linux.and_then(|l| l.resources().as_ref()), extra)?;
     let state_dir = undo.dir_path();
     let cgroup = &*undo.cgroup.insert(cgroup);
     // A hook failure travels through `init` as text; the typed error is kept here.
@@ -963,8 +972,12 @@ mod deps {
     pub fn cgroup_for(path: Option<&Path>, id: &str) -> Result<Cgroup, ContainerError> {
         Cgroup::for_container(path, id).map_err(cg)
     }
-    pub fn cgroup_create(c: &Cgroup, r: Option<&LinuxResources>) -> Result<(), ContainerError> {
-        c.create(r).map_err(cg)
+    pub fn cgroup_create(
+        c: &Cgroup,
+        r: Option<&LinuxResources>,
+        extra: &[crate::cgroups::Controller],
+    ) -> Result<(), ContainerError> {
+        c.create_with(r, extra).map_err(cg)
     }
     pub fn cgroup_signal_all(c: &Cgroup, sig: i32) -> Result<(), ContainerError> {
         c.signal_all(sig).map_err(cg)

@@ -15,7 +15,16 @@
 //!   `cgroup.kill` and `cpu.stat` usage without any controller), else the v1 freezer;
 //! - a v1 controller's hierarchy (or a v2 controller) only when `linux.resources` sets a limit
 //!   for it (memory, pids, cpu, cpuset, devices, blkio weight, hugetlb). `update` that sets a
-//!   new kind of limit later creates that hierarchy and moves the frozen tasks into it.
+//!   new kind of limit later creates that hierarchy and moves the frozen tasks into it;
+//! - plus, when the caller asks (`create_with`, the runc personality under an engine), the
+//!   hierarchies engines read usage from themselves ([`STATS_CONTROLLERS`]).
+//!
+//! Why the engine case differs: containerd's shim does not ask the runtime for stats. It loads
+//! the container's cgroups from `/proc/<pid>/cgroup` (containerd/cgroups `Load(V1,
+//! PidPath(pid))` on v1 and hybrid hosts) and reads memory, cpu, cpuacct, pids, blkio and
+//! hugetlb files there. A container left in its caller's v1 memory cgroup would report the
+//! caller's usage (the host's, at the root), so those hierarchies are joined as runc joins
+//! every hierarchy.
 //!
 //! Paths follow runc: an absolute `cgroupsPath` is relative to each hierarchy's root, a
 //! relative one to our own cgroup (v1) or its parent (v2), and an empty one means `<id>`
@@ -84,6 +93,17 @@ pub struct Cgroup {
     pub path: String,
     pub dirs: Vec<CgroupDir>,
 }
+
+/// The controllers whose usage engines read from the container's own cgroups (containerd's
+/// v1 metrics: memory, cpu throttling, cpuacct usage, pids, blkio, hugetlb).
+pub const STATS_CONTROLLERS: &[Controller] = &[
+    Controller::Memory,
+    Controller::Cpu,
+    Controller::Cpuacct,
+    Controller::Pids,
+    Controller::Blkio,
+    Controller::Hugetlb,
+];
 
 /// Usage and limits, for `runc events --stats`, `capsa stats` and `update`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -171,9 +191,24 @@ impl Cgroup {
     /// Creates the directories that these resources need (plus the tracking one) and applies
     /// the limits. On error, the directories made here are removed again.
     pub fn create(&self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
+        self.create_with(resources, &[])
+    }
+
+    /// `create`, also joining the hierarchies of `extra` controllers without any limit
+    /// (e.g. [`STATS_CONTROLLERS`] for engines that read usage themselves).
+    pub fn create_with(
+        &self,
+        resources: Option<&LinuxResources>,
+        extra: &[Controller],
+    ) -> Result<(), CgroupError> {
         let empty = LinuxResources::default();
         let r = resources.unwrap_or(&empty);
-        let needed = limits::needed_controllers(r);
+        let mut needed = limits::needed_controllers(r);
+        for c in extra {
+            if !needed.contains(c) {
+                needed.push(*c);
+            }
+        }
         let mut made: Vec<&CgroupDir> = Vec::new();
         let result = self.needed_dirs(&needed).try_for_each(|d| {
             fsio::ensure_dir(d, &needed)?;

@@ -51,6 +51,8 @@ pub fn create_opts(a: &super::CreateArgs, foreground: bool) -> CreateOptions {
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         foreground,
+        // Engines (containerd's shim) read usage from the container's cgroups themselves.
+        stats_cgroups: true,
     }
 }
 
