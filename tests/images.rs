@@ -412,10 +412,14 @@ fn whiteouts_and_opaque_dirs_through_overlay() {
         "whiteout is char 0:0"
     );
     assert!(!top.join(".wh.gone").exists());
-    assert_eq!(
-        getxattr(&top.join("opq"), "trusted.overlay.opaque"),
-        Some(b"y".to_vec())
-    );
+    // Both spellings: trusted.* for host overlays, user.* for `userxattr` overlays.
+    for key in ["trusted.overlay.opaque", "user.overlay.opaque"] {
+        assert_eq!(
+            getxattr(&top.join("opq"), key),
+            Some(b"y".to_vec()),
+            "{key}"
+        );
+    }
     assert!(!top.join("opq/.wh..wh..opq").exists());
 
     let cdir = t.path().join("containers/c1");

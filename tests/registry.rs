@@ -100,15 +100,13 @@ fn pull_oci_and_v2s2_with_gzip_zstd_plain_layers_whiteouts_and_opaque_dirs() {
         wh.file_type().is_char_device() && wh.rdev() == 0,
         "whiteout is not a 0:0 char device"
     );
-    // The opaque marker became trusted.overlay.opaque=y on its dir.
-    let mut buf = [0u8; 8];
-    let n = rustix::fs::lgetxattr(
-        layer_root(&store, d2).join("opq"),
-        "trusted.overlay.opaque",
-        &mut buf,
-    )
-    .expect("opaque xattr");
-    assert_eq!(&buf[..n], b"y");
+    // The opaque marker became trusted.overlay.opaque=y and user.overlay.opaque=y on its dir.
+    for key in ["trusted.overlay.opaque", "user.overlay.opaque"] {
+        let mut buf = [0u8; 8];
+        let n = rustix::fs::lgetxattr(layer_root(&store, d2).join("opq"), key, &mut buf)
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert_eq!(&buf[..n], b"y", "{key}");
+    }
     assert!(layer_root(&store, d2).join("opq/new").is_file());
     assert_eq!(
         std::fs::read(layer_root(&store, d3).join("keep/b")).expect("b"),
