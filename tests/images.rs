@@ -842,3 +842,69 @@ fn concurrent_imports_and_removals_keep_the_store_consistent() {
         }
     }
 }
+
+/// A layer an older capsa unpacked (opaque dirs with only `trusted.overlay.opaque`, no
+/// `user-opaque` marker) gets `user.overlay.opaque` on its first lease. The walk follows no
+/// symlink: a link out of the layer to a directory marked opaque leaves that directory alone.
+#[test]
+fn older_layers_get_user_opaque_on_first_lease_and_the_walk_stays_inside() {
+    let t = tmp();
+    let sentinel = t.path().join("sentinel");
+    fs::create_dir(&sentinel).unwrap_or_else(|e| panic!("{e}"));
+    rustix::fs::setxattr(
+        &sentinel,
+        "trusted.overlay.opaque",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap_or_else(|e| panic!("setxattr on the sentinel: {e}"));
+    let target = sentinel.to_string_lossy().into_owned();
+    let tar_path = t.path().join("old.tar");
+    make_tar(
+        &tar_path,
+        &[
+            E::Dir("a/"),
+            E::Dir("a/b/"),
+            E::File("a/b/.wh..wh..opq", b""),
+            E::Symlink("a/up", ".."),
+            E::Dir("opq/"),
+            E::File("opq/.wh..wh..opq", b""),
+            E::Symlink("out", &target),
+        ],
+    );
+    let root = t.path().join("store");
+    ok(&root, &["import", tar_path.to_str().unwrap_or(""), "old:1"]);
+    let store = ImageStore::open(&root).unwrap_or_else(|e| panic!("{e}"));
+    let img = store.resolve("old:1").unwrap_or_else(|e| panic!("{e}"));
+    let layer_dir = root.join("layers").join(img.layers[0].diff_id.hex());
+    let lroot = layer_dir.join("root");
+    // Make it look like an older capsa's layer.
+    for d in ["opq", "a/b"] {
+        rustix::fs::lremovexattr(lroot.join(d), "user.overlay.opaque")
+            .unwrap_or_else(|e| panic!("{d}: {e}"));
+    }
+    fs::remove_file(layer_dir.join("user-opaque")).unwrap_or_else(|e| panic!("{e}"));
+
+    let cdir = t.path().join("containers/c-upgrade");
+    let cid = format!("c-upgrade-{}", std::process::id());
+    let _snap = Snapshot::prepare(&store, &img, &cid, &cdir).unwrap_or_else(|e| panic!("{e}"));
+    let _guard = SnapshotGuard {
+        store: &store,
+        id: cid.clone(),
+        dir: cdir.clone(),
+    };
+    for d in ["opq", "a/b"] {
+        assert_eq!(
+            getxattr(&lroot.join(d), "user.overlay.opaque"),
+            Some(b"y".to_vec()),
+            "{d} was upgraded"
+        );
+    }
+    assert!(layer_dir.join("user-opaque").is_file(), "marker written");
+    assert_eq!(getxattr(&lroot.join("a"), "user.overlay.opaque"), None);
+    assert_eq!(
+        getxattr(&sentinel, "user.overlay.opaque"),
+        None,
+        "the walk followed a symlink out of the layer"
+    );
+}
