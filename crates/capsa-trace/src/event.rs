@@ -1,4 +1,6 @@
-//! Parsing of tracefs `trace_pipe` text lines into typed events.
+//! Parsing of tracefs `trace_pipe` text lines into typed events: the fallback reader, used only
+//! when /proc/kallsyms hides kernel addresses (`kernel.kptr_restrict=2`), so that the raw
+//! stacks of `trace_pipe_raw` could not be named (the kernel names them in text itself).
 //!
 //! Owns the text format of the events we enable (`cap_capable`, `sched_process_exec`,
 //! `sched_process_fork`, `sys_enter_execve`, `sys_exit_execve`) and of stacktrace-trigger entries.
@@ -14,17 +16,15 @@ pub struct Header {
     pub comm: String,
     pub pid: i32,
     pub cpu: u32,
-    /// The 5-character latency flags; the third says hardirq (`h`/`H`), softirq (`s`) or NMI (`Z`).
-    pub flags: String,
+    /// The event came from interrupt context (hardirq, softirq or NMI), where `current` is not
+    /// the one asking.
+    pub interrupt: bool,
 }
 
 impl Header {
-    /// Whether the event came from interrupt context, where `current` is not the one asking.
+    /// Whether the event came from interrupt context.
     pub fn in_interrupt(&self) -> bool {
-        matches!(
-            self.flags.as_bytes().get(2),
-            Some(b'h' | b'H' | b's' | b'Z')
-        )
+        self.interrupt
     }
 }
 
@@ -118,7 +118,11 @@ fn split_header(line: &str) -> Option<(Header, &str)> {
             comm,
             pid,
             cpu,
-            flags: flags.to_string(),
+            // The third latency flag: hardirq (`h`/`H`), softirq (`s`), NMI (`z`/`Z`).
+            interrupt: matches!(
+                flags.as_bytes().get(2),
+                Some(b'h' | b'H' | b's' | b'z' | b'Z')
+            ),
         },
         rest,
     ))

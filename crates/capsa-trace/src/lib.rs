@@ -11,9 +11,13 @@
 pub mod classify;
 pub mod event;
 pub mod filecaps;
+pub mod kallsyms;
+pub mod pipe_raw;
 pub mod proposal;
+pub mod rawevent;
 pub mod recorder;
 pub mod recording;
+pub mod ringbuf;
 pub mod tracefs;
 
 use std::path::{Path, PathBuf};
@@ -51,6 +55,8 @@ pub enum TraceError {
     },
     #[error("cannot follow pid {pid}: {} does not exist or did not take it (is the process gone?)", path.display())]
     PidFilter { pid: i32, path: PathBuf },
+    #[error("cannot understand {}: the layout is not the one this capsa knows (Linux 6.14-6.18 layouts); please report the file's content", path.display())]
+    Format { path: PathBuf },
     #[error("the trace reader thread panicked; the recording is lost")]
     ReaderPanicked,
     #[error("cannot install the SIGINT/SIGTERM cleanup: {0}")]

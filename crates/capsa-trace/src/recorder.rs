@@ -1,5 +1,6 @@
 //! The `Recorder`: one private tracefs instance following one process tree, and the reader
-//! thread that streams its `trace_pipe`.
+//! thread that streams its per-CPU `trace_pipe_raw` files ([`crate::pipe_raw`]), or its text
+//! `trace_pipe` when /proc/kallsyms hides kernel addresses (`kernel.kptr_restrict=2`).
 //!
 //! Owns the instance's settings and their order, the reader thread and the instance's removal
 //! (stop, Drop, signals). Must not touch other instances or the global buffer.
@@ -13,14 +14,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use crate::TraceError;
+use crate::pipe_raw::RawPipes;
 use crate::recording::{Aggregator, Recording};
 use crate::tracefs;
 
-/// Per-CPU buffer in KiB. The default (1410) overran with stacks on and a slow reader; 8 MiB per
-/// CPU absorbs bursts of a few thousand execs between two reads.
-const BUFFER_SIZE_KB: &str = "8192";
+/// Per-CPU buffer in KiB. The default (1410) overran with stacks on and nobody reading
+/// (cap-tracing.md §3). One check with its stack takes about 180 bytes (a 44-byte cap_capable
+/// record and a kernel_stack record of 16 + 8 bytes per frame, 10 to 14 frames), about 1.5 KB per
+/// exec of /bin/true: 4 MiB per CPU holds ~2700 execs, over a second of the fastest exec loop,
+/// between two reads of a starved reader.
+const BUFFER_SIZE_KB: &str = "4096";
 
-/// Pause between reads when trace_pipe is empty. Fewer wakeups cost the workload less on small
+/// The sub-buffer size: the kernel default (one 4 KiB page). A read of trace_pipe_raw returns
+/// one sub-buffer, so at ~1.5 MB/s this is a few hundred reads per second; bigger sub-buffers did
+/// not measure faster and cost a reallocation at setup (docs/performance.md).
+const SUBBUF_SIZE: usize = 4096;
+
+/// Pause between reads when the pipes are empty. Fewer wakeups cost the workload less on small
 /// machines; the buffer above holds far more than this many milliseconds of events.
 const READ_PAUSE_MS: u64 = 40;
 
@@ -48,8 +58,13 @@ pub struct Recorder {
     root: PathBuf,
     dir: PathBuf,
     stop: Arc<AtomicBool>,
-    reader: Option<JoinHandle<Result<Aggregator, TraceError>>>,
+    reader: Option<ReaderHandle>,
 }
+
+/// What the reader thread returns: the aggregated events and the losses the sub-buffer headers
+/// reported.
+type ReaderResult = Result<(Aggregator, u64), TraceError>;
+type ReaderHandle = JoinHandle<ReaderResult>;
 
 /// The events of one recording, with the filter each one gets.
 const EVENTS: &[(&str, Option<&str>)] = &[
@@ -100,19 +115,24 @@ impl Recorder {
         };
         // On any error below, Drop removes the half-made instance: nothing is left half-way.
         rec.configure(pid, opts.stacks)?;
-        let pipe = rec.dir.join("trace_pipe");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-            .open(&pipe)
-            .map_err(|e| TraceError::io("open", &pipe, e))?;
-        rec.enable()?;
-        let stop = rec.stop.clone();
         let agg = Aggregator::new(pid, opts.rootfs);
-        let handle = std::thread::Builder::new()
-            .name("capsa-trace-reader".into())
-            .spawn(move || read_loop(file, pipe, agg, stop))
-            .map_err(|e| TraceError::io("spawn reader thread for", &rec.dir, e))?;
+        let stop = rec.stop.clone();
+        let pause = std::time::Duration::from_millis(READ_PAUSE_MS);
+        // The pipes are opened before tracing is switched on, so nothing is missed.
+        let handle = if crate::kallsyms::addresses_visible() {
+            let pipes = RawPipes::open(&rec.dir, SUBBUF_SIZE)?;
+            rec.enable()?;
+            spawn(&rec.dir, move || pipes.read_loop(agg, stop, pause))?
+        } else {
+            let pipe = rec.dir.join("trace_pipe");
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                .open(&pipe)
+                .map_err(|e| TraceError::io("open", &pipe, e))?;
+            rec.enable()?;
+            spawn(&rec.dir, move || read_loop(file, pipe, agg, stop))?
+        };
         rec.reader = Some(handle);
         Ok(rec)
     }
@@ -176,12 +196,13 @@ impl Recorder {
             Some(Err(_)) => Err(TraceError::ReaderPanicked),
             None => Err(TraceError::ReaderPanicked),
         };
+        // The per-CPU stats and the sub-buffer flags count the same losses: take the larger.
         let lost = tracefs::lost_events(&self.dir);
         let removed = self.remove();
         off?;
-        let agg = agg?;
+        let (agg, missed) = agg?;
         removed?;
-        Ok(agg.finish(lost))
+        Ok(agg.finish(lost.max(missed)))
     }
 
     fn remove(&mut self) -> Result<(), TraceError> {
@@ -206,7 +227,17 @@ impl Drop for Recorder {
     }
 }
 
-/// Streams trace_pipe into the aggregator until told to stop, then drains what is left.
+fn spawn<F>(dir: &Path, f: F) -> Result<ReaderHandle, TraceError>
+where
+    F: FnOnce() -> ReaderResult + Send + 'static,
+{
+    std::thread::Builder::new()
+        .name("capsa-trace-reader".into())
+        .spawn(f)
+        .map_err(|e| TraceError::io("spawn reader thread for", dir, e))
+}
+
+/// The text fallback: streams trace_pipe into the aggregator until told to stop, then drains.
 /// The pipe is read non-blocking with a short sleep when empty: poll(2) on trace_pipe may wait
 /// for the instance's `buffer_percent` fill level, and the stop flag must be seen promptly.
 fn read_loop(
@@ -214,7 +245,7 @@ fn read_loop(
     path: PathBuf,
     mut agg: Aggregator,
     stop: Arc<AtomicBool>,
-) -> Result<Aggregator, TraceError> {
+) -> ReaderResult {
     let mut buf = vec![0u8; 1 << 16];
     let mut partial: Vec<u8> = Vec::new();
     loop {
@@ -239,7 +270,7 @@ fn read_loop(
     if !partial.is_empty() {
         agg.line(&String::from_utf8_lossy(&partial));
     }
-    Ok(agg)
+    Ok((agg, 0))
 }
 
 fn feed(agg: &mut Aggregator, partial: &mut Vec<u8>, data: &[u8]) {

@@ -149,17 +149,7 @@ impl Aggregator {
                 header,
                 child_pid,
                 child_comm,
-            } => {
-                let exe = self.procs.get(&header.pid).and_then(|p| p.exe.clone());
-                self.procs.insert(
-                    child_pid,
-                    Proc {
-                        comm: child_comm,
-                        exe,
-                        exec_ptr: None,
-                    },
-                );
-            }
+            } => self.fork(&header, child_pid, child_comm),
             Line::ExecEnter {
                 header,
                 filename_ptr,
@@ -210,34 +200,49 @@ impl Aggregator {
     }
 
     fn flush(&mut self, cpu: u32) {
-        let Some(p) = self.pending.remove(&cpu) else {
+        if let Some(p) = self.pending.remove(&cpu) {
+            self.record(&p.header, p.cap, p.ret, &p.stack);
+        }
+    }
+
+    /// One cap_capable event with its stack (innermost first), from the raw reader, which pairs
+    /// each check with the stack entry that follows it on the same CPU.
+    pub fn check(&mut self, header: &Header, cap: i32, ret: i32, stack: &[String]) {
+        self.rec.events += 1;
+        if !self.rec.saw_exec {
+            // Phase gate, as in the text path.
+            self.rec.ignored_before_exec += 1;
+            return;
+        }
+        self.record(header, cap, ret, stack);
+    }
+
+    fn record(&mut self, header: &Header, cap: i32, ret: i32, stack: &[String]) {
+        let Some(cap) = u8::try_from(cap).ok().and_then(Cap::from_index) else {
             return;
         };
-        let Some(cap) = u8::try_from(p.cap).ok().and_then(Cap::from_index) else {
-            return;
-        };
-        let class = classify::classify(cap, p.ret == 0, &p.stack, p.header.in_interrupt());
-        let path = classify::caller(&p.stack).unwrap_or("?").to_string();
-        let proc_ = self.procs.get(&p.header.pid);
+        let class = classify::classify(cap, ret == 0, stack, header.in_interrupt());
+        let path = classify::caller(stack).unwrap_or("?").to_string();
+        let proc_ = self.procs.get(&header.pid);
         let exe = proc_.and_then(|x| x.exe.clone());
-        let key = (cap, class, p.ret == 0, path.clone(), exe.clone());
+        let key = (cap, class, ret == 0, path.clone(), exe.clone());
         if let Some(&i) = self.index.get(&key) {
             self.rec.checks[i].count += 1;
             return;
         }
         let comm = proc_
             .map(|x| x.comm.clone())
-            .unwrap_or_else(|| p.header.comm.clone());
-        let syscall = p.stack.iter().rev().find(|f| f.contains("_sys_")).cloned();
-        let dac_alternative = p.ret == 0 && classify::dac_alternative(cap, &p.stack);
+            .unwrap_or_else(|| comm_of(header));
+        let syscall = stack.iter().rev().find(|f| f.contains("_sys_")).cloned();
+        let dac_alternative = ret == 0 && classify::dac_alternative(cap, stack);
         self.index.insert(key, self.rec.checks.len());
         self.rec.checks.push(CheckSummary {
             cap,
             class,
-            granted: p.ret == 0,
+            granted: ret == 0,
             path,
             syscall,
-            pid: p.header.pid,
+            pid: header.pid,
             comm,
             exe,
             count: 1,
@@ -245,7 +250,21 @@ impl Aggregator {
         });
     }
 
-    fn exec(&mut self, header: &Header, filename: String, pid: i32) {
+    /// A fork: the child runs the parent's executable until it execs.
+    pub fn fork(&mut self, header: &Header, child_pid: i32, child_comm: String) {
+        let exe = self.procs.get(&header.pid).and_then(|p| p.exe.clone());
+        self.procs.insert(
+            child_pid,
+            Proc {
+                comm: child_comm,
+                exe,
+                exec_ptr: None,
+            },
+        );
+    }
+
+    /// A successful exec of `filename` by `pid`.
+    pub fn exec(&mut self, header: &Header, filename: String, pid: i32) {
         if pid == self.rec.root_pid {
             self.rec.saw_exec = true;
         }
@@ -271,6 +290,13 @@ impl Aggregator {
         );
     }
 
+    /// An execve that returned `errno`; only EPERM matters (a refused file-cap binary).
+    pub fn exec_failed(&mut self, header: &Header, errno: i32) {
+        if errno == EPERM {
+            self.failed_exec(header);
+        }
+    }
+
     fn failed_exec(&mut self, header: &Header) {
         if !self.rec.saw_exec {
             return;
@@ -286,7 +312,7 @@ impl Aggregator {
             .procs
             .get(&header.pid)
             .map(|p| p.comm.clone())
-            .unwrap_or_else(|| header.comm.clone());
+            .unwrap_or_else(|| comm_of(header));
         self.rec.failed_execs.push(FailedExec {
             pid: header.pid,
             comm,
@@ -301,6 +327,17 @@ impl Aggregator {
         let candidates = exec_path_candidates(pid, filename, self.rootfs.as_deref());
         candidates.iter().find_map(|p| filecaps::read(p))
     }
+}
+
+/// The comm of a process we saw no fork or exec for: the text header's (read from the kernel's
+/// saved_cmdlines), else the live process's, else `?` (raw events carry no comm).
+fn comm_of(header: &Header) -> String {
+    if !header.comm.is_empty() {
+        return header.comm.clone();
+    }
+    std::fs::read_to_string(format!("/proc/{}/comm", header.pid))
+        .map(|c| c.trim_end().to_string())
+        .unwrap_or_else(|_| "?".to_string())
 }
 
 fn exec_path_candidates(pid: i32, filename: &str, rootfs: Option<&Path>) -> Vec<PathBuf> {

@@ -1,0 +1,287 @@
+//! The binary reader: one thread drains every `per_cpu/cpuN/trace_pipe_raw` of the instance,
+//! pairs each cap_capable event with the stack entry that follows it on the same CPU, merges
+//! the CPUs in timestamp order and feeds the [`Aggregator`].
+//!
+//! Owns the reading of the instance's per-CPU raw pipes and the event order. Must not write to
+//! tracefs (the [`crate::recorder`] owns the settings) nor decide what an event means (that is
+//! the aggregator's job).
+//!
+//! Why raw: the text `trace_pipe` makes the kernel format every stack frame with a symbol lookup
+//! at read time, and the reader parse it back, for ~8 stacks per exec. Raw pages are copied as
+//! they are, and each distinct address is named once from /proc/kallsyms.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::TraceError;
+use crate::event::Header;
+use crate::kallsyms::Symbols;
+use crate::rawevent::{Decoder, RawEvent};
+use crate::recording::Aggregator;
+use crate::ringbuf::{self, PageLayout};
+
+/// Events newer than the newest seen minus this (plus the time the round took) wait for the
+/// next round: a CPU read earlier in the round may still get older events committed.
+const ORDER_MARGIN: Duration = Duration::from_millis(10);
+
+/// The raw pipes of one instance, opened before tracing is switched on.
+pub struct RawPipes {
+    cpus: Vec<Cpu>,
+    layout: PageLayout,
+    decoder: Decoder,
+    page_size: usize,
+}
+
+struct Cpu {
+    cpu: u32,
+    file: File,
+    path: PathBuf,
+    /// A check whose stack entry has not been read yet.
+    check: Option<Timed>,
+}
+
+/// A decoded event with its timestamp and CPU, waiting to be fed in order.
+struct Timed {
+    ts: u64,
+    cpu: u32,
+    event: RawEvent,
+    stack: Vec<u64>,
+}
+
+fn cpu_number(name: &str) -> Option<u32> {
+    name.strip_prefix("cpu")?.parse().ok()
+}
+
+impl RawPipes {
+    /// Opens `per_cpu/cpu*/trace_pipe_raw` non-blocking and reads the layouts. `page_size` is the
+    /// sub-buffer size (`buffer_subbuf_size_kb` * 1024): each read returns one sub-buffer.
+    pub fn open(dir: &Path, page_size: usize) -> Result<RawPipes, TraceError> {
+        let header = dir.join("events/header_page");
+        let text = read_once(&header)?;
+        let layout = PageLayout::parse(&text).ok_or(TraceError::Format { path: header })?;
+        let decoder = Decoder::load(&dir.join("events"))?;
+        let per_cpu = dir.join("per_cpu");
+        let entries =
+            std::fs::read_dir(&per_cpu).map_err(|e| TraceError::io("readdir", &per_cpu, e))?;
+        let mut cpus = Vec::new();
+        for entry in entries.flatten() {
+            let Some(cpu) = cpu_number(&entry.file_name().to_string_lossy()) else {
+                continue;
+            };
+            let path = entry.path().join("trace_pipe_raw");
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                .open(&path);
+            match file {
+                Ok(file) => cpus.push(Cpu {
+                    cpu,
+                    file,
+                    path,
+                    check: None,
+                }),
+                // A possible but offline CPU has no buffer (ENODEV): nothing will be written there.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NODEV.raw_os_error()) => {}
+                Err(e) => return Err(TraceError::io("open", &path, e)),
+            }
+        }
+        Ok(RawPipes {
+            cpus,
+            layout,
+            decoder,
+            page_size,
+        })
+    }
+
+    /// Reads until told to stop, then drains what is left. Returns the aggregator and the events
+    /// the sub-buffer headers said were lost.
+    pub fn read_loop(
+        mut self,
+        mut agg: Aggregator,
+        stop: Arc<AtomicBool>,
+        pause: Duration,
+    ) -> Result<(Aggregator, u64), TraceError> {
+        let mut page = vec![0u8; self.page_size];
+        let mut queue: Vec<Timed> = Vec::new();
+        let mut symbols: Option<Symbols> = None;
+        let mut missed = 0;
+        loop {
+            let stopping = stop.load(Ordering::Acquire);
+            let started = Instant::now();
+            let mut got = false;
+            for i in 0..self.cpus.len() {
+                got |= self.drain_cpu(i, &mut page, &mut queue, &mut missed)?;
+            }
+            if stopping && !got {
+                // Empty after the stop flag was set, with tracing already off: drained.
+                break;
+            }
+            let bound = self.bound(&queue, started.elapsed());
+            feed(&mut agg, &mut queue, bound, &mut symbols);
+            if !got {
+                std::thread::sleep(pause);
+            }
+        }
+        for c in &mut self.cpus {
+            queue.extend(c.check.take());
+        }
+        feed(&mut agg, &mut queue, u64::MAX, &mut symbols);
+        Ok((agg, missed))
+    }
+
+    /// Reads one CPU's pipe until it is empty. Returns whether anything was read.
+    fn drain_cpu(
+        &mut self,
+        i: usize,
+        page: &mut [u8],
+        queue: &mut Vec<Timed>,
+        missed: &mut u64,
+    ) -> Result<bool, TraceError> {
+        let mut got = false;
+        loop {
+            let c = &mut self.cpus[i];
+            let n = match c.file.read(page) {
+                Ok(0) => return Ok(got),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(got),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(TraceError::io("read", &c.path, e)),
+            };
+            got = true;
+            let parsed = ringbuf::parse_page(&page[..n], &self.layout).map_err(|e| {
+                TraceError::io("decode", &c.path, std::io::Error::other(e.to_string()))
+            })?;
+            if let Some(m) = parsed.missed {
+                // The count is not always stored; the flag alone means at least one.
+                *missed += m.max(1);
+            }
+            for (ts, payload) in parsed.events {
+                if let Some(event) = self.decoder.decode(payload) {
+                    pair(c, ts, event, queue);
+                }
+            }
+        }
+    }
+
+    /// The newest timestamp that is safe to feed: every CPU was read to empty after it.
+    fn bound(&self, queue: &[Timed], round: Duration) -> u64 {
+        let newest = queue.iter().map(|t| t.ts).max().unwrap_or(0);
+        let margin = (ORDER_MARGIN + round).as_nanos() as u64;
+        let waiting = self
+            .cpus
+            .iter()
+            .filter_map(|c| c.check.as_ref())
+            .map(|t| t.ts);
+        waiting.fold(newest.saturating_sub(margin), |b, ts| {
+            b.min(ts.saturating_sub(1))
+        })
+    }
+}
+
+/// Reads a tracefs file that answers only the first read (`show_header_page_file` returns 0
+/// for any read at a non-zero offset), so `read_to_string`'s small first read would cut it.
+fn read_once(path: &Path) -> Result<String, TraceError> {
+    let mut f = File::open(path).map_err(|e| TraceError::io("open", path, e))?;
+    let mut buf = vec![0u8; 1 << 16];
+    let n = loop {
+        match f.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => break r.map_err(|e| TraceError::io("read", path, e))?,
+        }
+    };
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Pairs per CPU: the `stacktrace` trigger writes the stack entry right after the cap_capable
+/// event it belongs to, on the same CPU (event_triggers_post_call after the commit).
+fn pair(c: &mut Cpu, ts: u64, event: RawEvent, queue: &mut Vec<Timed>) {
+    match event {
+        RawEvent::Stack(addrs) => {
+            if let Some(mut check) = c.check.take() {
+                check.stack = addrs;
+                queue.push(check);
+            }
+        }
+        RawEvent::Check { .. } => {
+            queue.extend(c.check.take());
+            c.check = Some(Timed {
+                ts,
+                cpu: c.cpu,
+                event,
+                stack: Vec::new(),
+            });
+        }
+        other => {
+            queue.extend(c.check.take());
+            queue.push(Timed {
+                ts,
+                cpu: c.cpu,
+                event: other,
+                stack: Vec::new(),
+            });
+        }
+    }
+}
+
+/// Feeds the queued events with `ts <= bound` in timestamp order (stable: one CPU's events
+/// with equal stamps keep their order) and keeps the rest.
+fn feed(agg: &mut Aggregator, queue: &mut Vec<Timed>, bound: u64, symbols: &mut Option<Symbols>) {
+    queue.sort_by_key(|t| t.ts);
+    let n = queue.partition_point(|t| t.ts <= bound);
+    for t in queue.drain(..n) {
+        deliver(agg, t, symbols);
+    }
+}
+
+fn deliver(agg: &mut Aggregator, t: Timed, symbols: &mut Option<Symbols>) {
+    let header = |pid: i32, interrupt: bool| Header {
+        comm: String::new(),
+        pid,
+        cpu: t.cpu,
+        interrupt,
+    };
+    match t.event {
+        RawEvent::Check {
+            pid,
+            interrupt,
+            cap,
+            ret,
+        } => {
+            let names = if t.stack.is_empty() {
+                Vec::new()
+            } else {
+                // Loaded at the first stack, on the reader thread: never on the workload's path.
+                symbols
+                    .get_or_insert_with(|| Symbols::load().unwrap_or_default())
+                    .stack(&t.stack)
+            };
+            agg.check(&header(pid, interrupt), cap, ret, &names);
+        }
+        RawEvent::Exec { pid, filename } => agg.exec(&header(pid, false), filename, pid),
+        RawEvent::Fork {
+            pid,
+            child_pid,
+            child_comm,
+        } => agg.fork(&header(pid, false), child_pid, child_comm),
+        RawEvent::ExecFailed { pid, ret } => {
+            agg.exec_failed(&header(pid, false), i32::try_from(-ret).unwrap_or(0))
+        }
+        RawEvent::Stack(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_dirs() {
+        assert_eq!(cpu_number("cpu12"), Some(12));
+        assert_eq!(cpu_number("stats"), None);
+    }
+}
