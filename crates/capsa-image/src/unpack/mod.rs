@@ -176,6 +176,9 @@ impl Writer {
                 " (a symlink or '..' in the path leads out of the layer: refused)"
             }
             Errno::PERM | Errno::ACCESS => " (unpacking layers needs root)",
+            Errno::NOTSUP => {
+                " (the store's filesystem lacks this kind of xattr: put the store on ext4, xfs, btrfs or tmpfs)"
+            }
             _ => "",
         };
         self.refuse(entry, format!("{call}: {e}{hint}"))
