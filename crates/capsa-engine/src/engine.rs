@@ -381,23 +381,33 @@ impl Engine {
                 Err(e) => return from_result().ok_or(e),
             };
             if status::observe(&now) != Status::Running {
-                if now.state.status == Status::Running && !status::monitor_alive(&now) {
-                    self.finish(&r.id, now.state.exit_code);
-                }
-                // The monitor may still be writing: give it a moment for the final code.
-                let recorded = |x: &Record| x.state.status != Status::Running;
-                wait_until(Duration::from_secs(2), || {
-                    from_result().is_some() || self.store.load(&r.id).map_or(true, |x| recorded(&x))
-                });
-                if let Some(code) = from_result() {
-                    return Ok(code);
-                }
-                return Ok(self
-                    .store
-                    .load(&r.id)
-                    .map_or(now.state.exit_code, |x| x.state.exit_code));
+                return self.recorded_exit(&r.id, from_result);
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The container's process is gone: its monitor reaps it and records the exit code. Waits
+    /// for that record for as long as the monitor lives (a fixed grace period loses the code on a
+    /// loaded machine); a dead monitor can no longer record, so the state is finished here.
+    fn recorded_exit(&self, id: &str, from_result: impl Fn() -> Option<i32>) -> Result<i32> {
+        loop {
+            if let Some(code) = from_result() {
+                return Ok(code);
+            }
+            let now = match self.store.load(id) {
+                Ok(now) => now,
+                // Removed: the monitor wrote our result file first, unless it had none.
+                Err(e) => return from_result().ok_or(e),
+            };
+            if now.state.status != Status::Running {
+                return Ok(now.state.exit_code);
+            }
+            if !status::monitor_alive(&now) {
+                self.finish(id, now.state.exit_code);
+                return Ok(from_result().unwrap_or(now.state.exit_code));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
