@@ -10,11 +10,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub const KALLSYMS: &str = "/proc/kallsyms";
+
 /// Whether /proc/kallsyms shows real addresses to us: its first line is enough (all lines are
 /// zero or none are, kallsyms_show_value is decided per reader).
 pub fn addresses_visible() -> bool {
     use std::io::BufRead;
-    let Ok(f) = std::fs::File::open("/proc/kallsyms") else {
+    let Ok(f) = std::fs::File::open(KALLSYMS) else {
         return false;
     };
     let mut line = String::new();
@@ -27,41 +29,67 @@ pub fn addresses_visible() -> bool {
         .is_some_and(|a| a != 0)
 }
 
-/// A sorted table of text symbols and a cache of the addresses already resolved.
+/// A sorted table of text symbols and a cache of the stacks already named.
 #[derive(Debug, Default)]
 pub struct Symbols {
-    /// (start address, name), sorted by address.
-    table: Vec<(u64, Arc<str>)>,
-    cache: HashMap<u64, Arc<str>>,
+    /// (start address, name offset, name length) into `names`, sorted by address: one arena
+    /// instead of ~60,000 small allocations.
+    table: Vec<(u64, u32, u32)>,
+    names: String,
+    /// Stacks seen before, by their addresses: a workload repeats a few dozen call paths.
+    stacks: HashMap<Vec<u64>, Arc<[String]>>,
 }
 
 impl Symbols {
     /// Loads `/proc/kallsyms`. A table with no non-zero address is returned as it is: check
     /// [`Symbols::usable`].
     pub fn load() -> std::io::Result<Symbols> {
-        Ok(Symbols::parse(&std::fs::read_to_string("/proc/kallsyms")?))
+        use std::io::BufRead;
+        // Big reads: the kernel formats kallsyms one seq_file page at a time anyway, but a big
+        // buffer keeps the copies and line splitting cheap.
+        let f = std::fs::File::open(KALLSYMS)?;
+        let mut r = std::io::BufReader::with_capacity(1 << 16, f);
+        let mut s = Symbols::default();
+        let mut line = String::new();
+        while r.read_line(&mut line)? > 0 {
+            s.add_line(&line);
+            line.clear();
+        }
+        s.table.sort_unstable_by_key(|e| e.0);
+        Ok(s)
     }
 
-    /// Parses kallsyms text, keeping the code symbols (`t`/`T`/`w`/`W`): stack entries are
-    /// return addresses in code.
+    /// Parses kallsyms text (for tests; [`Symbols::load`] streams the file).
     pub fn parse(text: &str) -> Symbols {
-        let mut table: Vec<(u64, Arc<str>)> = text
-            .lines()
-            .filter_map(|line| {
-                let mut it = line.split_ascii_whitespace();
-                let addr = u64::from_str_radix(it.next()?, 16).ok()?;
-                let kind = it.next()?;
-                let name = it.next()?;
-                matches!(kind, "t" | "T" | "w" | "W")
-                    .then(|| (addr, Arc::from(name)))
-                    .filter(|_| addr != 0)
-            })
-            .collect();
-        table.sort_by_key(|e| e.0);
-        Symbols {
-            table,
-            cache: HashMap::new(),
+        let mut s = Symbols::default();
+        for line in text.lines() {
+            s.add_line(line);
         }
+        s.table.sort_unstable_by_key(|e| e.0);
+        s
+    }
+
+    /// Keeps the code symbols (`t`/`T`/`w`/`W`): stack entries are return addresses in code.
+    fn add_line(&mut self, line: &str) {
+        let mut it = line.split_ascii_whitespace();
+        let (Some(addr), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
+            return;
+        };
+        if !matches!(kind, "t" | "T" | "w" | "W") {
+            return;
+        }
+        let Ok(addr) = u64::from_str_radix(addr, 16) else {
+            return;
+        };
+        if addr == 0 {
+            return;
+        }
+        let (Ok(off), Ok(len)) = (u32::try_from(self.names.len()), u32::try_from(name.len()))
+        else {
+            return;
+        };
+        self.names.push_str(name);
+        self.table.push((addr, off, len));
     }
 
     /// Whether the table holds real addresses (kptr_restrict lets us see them).
@@ -71,22 +99,22 @@ impl Symbols {
 
     /// The function containing `addr`: the symbol with the greatest start <= addr. Addresses
     /// below the first symbol print as hex, as the kernel prints unknown ones.
-    pub fn name(&mut self, addr: u64) -> Arc<str> {
-        if let Some(n) = self.cache.get(&addr) {
-            return n.clone();
-        }
+    pub fn name(&self, addr: u64) -> String {
         let i = self.table.partition_point(|e| e.0 <= addr);
-        let name = match i.checked_sub(1) {
-            Some(i) => self.table[i].1.clone(),
-            None => Arc::from(format!("0x{addr:x}")),
-        };
-        self.cache.insert(addr, name.clone());
-        name
+        match i.checked_sub(1).map(|i| self.table[i]) {
+            Some((_, off, len)) => self.names[off as usize..(off + len) as usize].to_string(),
+            None => format!("0x{addr:x}"),
+        }
     }
 
-    /// Names a whole stack, innermost first.
-    pub fn stack(&mut self, addrs: &[u64]) -> Vec<String> {
-        addrs.iter().map(|&a| self.name(a).to_string()).collect()
+    /// Names a whole stack, innermost first; each distinct stack is named once.
+    pub fn stack(&mut self, addrs: &[u64]) -> Arc<[String]> {
+        if let Some(names) = self.stacks.get(addrs) {
+            return names.clone();
+        }
+        let names: Arc<[String]> = addrs.iter().map(|&a| self.name(a)).collect();
+        self.stacks.insert(addrs.to_vec(), names.clone());
+        names
     }
 }
 
@@ -103,14 +131,14 @@ mod tests {
              ffffffff81000300 t inet_create\t[ipv4]\n",
         );
         assert!(s.usable());
-        assert_eq!(&*s.name(0xffff_ffff_8100_0150), "cap_capable");
-        assert_eq!(&*s.name(0xffff_ffff_8100_0250), "cap_capable");
-        assert_eq!(&*s.name(0xffff_ffff_8100_0300), "inet_create");
-        assert_eq!(&*s.name(0x10), "0x10");
-        assert_eq!(
-            s.stack(&[0xffff_ffff_8100_0001]),
-            vec!["_stext".to_string()]
-        );
+        assert_eq!(s.name(0xffff_ffff_8100_0150), "cap_capable");
+        assert_eq!(s.name(0xffff_ffff_8100_0250), "cap_capable");
+        assert_eq!(s.name(0xffff_ffff_8100_0300), "inet_create");
+        assert_eq!(s.name(0x10), "0x10");
+        let want = ["_stext".to_string()];
+        assert_eq!(&*s.stack(&[0xffff_ffff_8100_0001]), &want);
+        // The second time from the cache.
+        assert_eq!(&*s.stack(&[0xffff_ffff_8100_0001]), &want);
     }
 
     #[test]

@@ -16,11 +16,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use crate::TraceError;
 use crate::event::Header;
-use crate::kallsyms::Symbols;
+use crate::kallsyms::{KALLSYMS, Symbols};
 use crate::rawevent::{Decoder, RawEvent};
 use crate::recording::Aggregator;
 use crate::ringbuf::{self, PageLayout};
@@ -98,17 +99,23 @@ impl RawPipes {
         })
     }
 
-    /// Reads until told to stop, then drains what is left. Returns the aggregator and the events
-    /// the sub-buffer headers said were lost.
+    /// Reads until told to stop, then drains what is left, closes the pipes and says so on
+    /// `closed` (the instance can be removed from then on, while the last events are named).
+    /// Returns the aggregator and the events the sub-buffer headers said were lost. Between
+    /// reads it parks for `pause`; [`std::thread::Thread::unpark`] ends the pause early.
     pub fn read_loop(
         mut self,
         mut agg: Aggregator,
         stop: Arc<AtomicBool>,
         pause: Duration,
+        closed: Sender<()>,
     ) -> Result<(Aggregator, u64), TraceError> {
+        // Loaded first, while the workload starts: reading /proc/kallsyms costs the kernel tens
+        // of milliseconds, which must not land after the workload ends.
+        let mut symbols =
+            Symbols::load().map_err(|e| TraceError::io("read", Path::new(KALLSYMS), e))?;
         let mut page = vec![0u8; self.page_size];
         let mut queue: Vec<Timed> = Vec::new();
-        let mut symbols: Option<Symbols> = None;
         let mut missed = 0;
         loop {
             let stopping = stop.load(Ordering::Acquire);
@@ -124,12 +131,14 @@ impl RawPipes {
             let bound = self.bound(&queue, started.elapsed());
             feed(&mut agg, &mut queue, bound, &mut symbols);
             if !got {
-                std::thread::sleep(pause);
+                std::thread::park_timeout(pause);
             }
         }
         for c in &mut self.cpus {
             queue.extend(c.check.take());
         }
+        self.cpus.clear();
+        let _ = closed.send(());
         feed(&mut agg, &mut queue, u64::MAX, &mut symbols);
         Ok((agg, missed))
     }
@@ -230,7 +239,7 @@ fn pair(c: &mut Cpu, ts: u64, event: RawEvent, queue: &mut Vec<Timed>) {
 
 /// Feeds the queued events with `ts <= bound` in timestamp order (stable: one CPU's events
 /// with equal stamps keep their order) and keeps the rest.
-fn feed(agg: &mut Aggregator, queue: &mut Vec<Timed>, bound: u64, symbols: &mut Option<Symbols>) {
+fn feed(agg: &mut Aggregator, queue: &mut Vec<Timed>, bound: u64, symbols: &mut Symbols) {
     queue.sort_by_key(|t| t.ts);
     let n = queue.partition_point(|t| t.ts <= bound);
     for t in queue.drain(..n) {
@@ -238,7 +247,7 @@ fn feed(agg: &mut Aggregator, queue: &mut Vec<Timed>, bound: u64, symbols: &mut 
     }
 }
 
-fn deliver(agg: &mut Aggregator, t: Timed, symbols: &mut Option<Symbols>) {
+fn deliver(agg: &mut Aggregator, t: Timed, symbols: &mut Symbols) {
     let header = |pid: i32, interrupt: bool| Header {
         comm: String::new(),
         pid,
@@ -252,14 +261,7 @@ fn deliver(agg: &mut Aggregator, t: Timed, symbols: &mut Option<Symbols>) {
             cap,
             ret,
         } => {
-            let names = if t.stack.is_empty() {
-                Vec::new()
-            } else {
-                // Loaded at the first stack, on the reader thread: never on the workload's path.
-                symbols
-                    .get_or_insert_with(|| Symbols::load().unwrap_or_default())
-                    .stack(&t.stack)
-            };
+            let names = symbols.stack(&t.stack);
             agg.check(&header(pid, interrupt), cap, ret, &names);
         }
         RawEvent::Exec { pid, filename } => agg.exec(&header(pid, false), filename, pid),

@@ -11,6 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::thread::JoinHandle;
 
 use crate::TraceError;
@@ -41,6 +42,9 @@ pub struct RecorderOptions {
     pub rootfs: Option<PathBuf>,
     /// Take a kernel stack per check (needed to tell probes from real needs).
     pub stacks: bool,
+    /// Read the text `trace_pipe` even when the raw pipes could be used (the fallback for hosts
+    /// where /proc/kallsyms hides addresses; set it to test or measure that path).
+    pub text: bool,
 }
 
 impl Default for RecorderOptions {
@@ -48,6 +52,7 @@ impl Default for RecorderOptions {
         RecorderOptions {
             rootfs: None,
             stacks: true,
+            text: false,
         }
     }
 }
@@ -59,6 +64,8 @@ pub struct Recorder {
     dir: PathBuf,
     stop: Arc<AtomicBool>,
     reader: Option<ReaderHandle>,
+    /// The reader says here when it has closed its pipes (rmdir answers EBUSY before).
+    closed: Option<Receiver<()>>,
 }
 
 /// What the reader thread returns: the aggregated events and the losses the sub-buffer headers
@@ -112,17 +119,20 @@ impl Recorder {
             dir,
             stop,
             reader: None,
+            closed: None,
         };
         // On any error below, Drop removes the half-made instance: nothing is left half-way.
         rec.configure(pid, opts.stacks)?;
         let agg = Aggregator::new(pid, opts.rootfs);
         let stop = rec.stop.clone();
         let pause = std::time::Duration::from_millis(READ_PAUSE_MS);
+        let (closed, closed_rx) = std::sync::mpsc::channel();
+        rec.closed = Some(closed_rx);
         // The pipes are opened before tracing is switched on, so nothing is missed.
-        let handle = if crate::kallsyms::addresses_visible() {
+        let handle = if !opts.text && crate::kallsyms::addresses_visible() {
             let pipes = RawPipes::open(&rec.dir, SUBBUF_SIZE)?;
             rec.enable()?;
-            spawn(&rec.dir, move || pipes.read_loop(agg, stop, pause))?
+            spawn(&rec.dir, move || pipes.read_loop(agg, stop, pause, closed))?
         } else {
             let pipe = rec.dir.join("trace_pipe");
             let file = std::fs::OpenOptions::new()
@@ -131,7 +141,7 @@ impl Recorder {
                 .open(&pipe)
                 .map_err(|e| TraceError::io("open", &pipe, e))?;
             rec.enable()?;
-            spawn(&rec.dir, move || read_loop(file, pipe, agg, stop))?
+            spawn(&rec.dir, move || read_loop(file, pipe, agg, stop, closed))?
         };
         rec.reader = Some(handle);
         Ok(rec)
@@ -191,14 +201,23 @@ impl Recorder {
         // Stop writing first, so that the drain ends and the loss counters are final.
         let off = tracefs::write(&self.dir.join("tracing_on"), "0", false);
         self.stop.store(true, Ordering::Release);
+        if let Some(h) = &self.reader {
+            h.thread().unpark();
+        }
+        // The instance goes as soon as the reader has closed its pipes: its removal waits for
+        // RCU grace periods (docs/performance.md), and the reader names the last stacks meanwhile.
+        // A reader that died drops the sender, which ends the wait too.
+        if let Some(rx) = self.closed.take() {
+            let _ = rx.recv();
+        }
+        // The per-CPU stats and the sub-buffer flags count the same losses: take the larger.
+        let lost = tracefs::lost_events(&self.dir);
+        let removed = self.remove();
         let agg = match self.reader.take().map(JoinHandle::join) {
             Some(Ok(r)) => r,
             Some(Err(_)) => Err(TraceError::ReaderPanicked),
             None => Err(TraceError::ReaderPanicked),
         };
-        // The per-CPU stats and the sub-buffer flags count the same losses: take the larger.
-        let lost = tracefs::lost_events(&self.dir);
-        let removed = self.remove();
         off?;
         let (agg, missed) = agg?;
         removed?;
@@ -220,6 +239,7 @@ impl Drop for Recorder {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(h) = self.reader.take() {
+            h.thread().unpark();
             let _ = h.join();
         }
         let _ = tracefs::write(&self.dir.join("tracing_on"), "0", false);
@@ -245,6 +265,7 @@ fn read_loop(
     path: PathBuf,
     mut agg: Aggregator,
     stop: Arc<AtomicBool>,
+    closed: Sender<()>,
 ) -> ReaderResult {
     let mut buf = vec![0u8; 1 << 16];
     let mut partial: Vec<u8> = Vec::new();
@@ -265,8 +286,10 @@ fn read_loop(
             // Empty after the stop flag was set, with tracing already off: drained.
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(READ_PAUSE_MS));
+        std::thread::park_timeout(std::time::Duration::from_millis(READ_PAUSE_MS));
     }
+    drop(file);
+    let _ = closed.send(());
     if !partial.is_empty() {
         agg.line(&String::from_utf8_lossy(&partial));
     }

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use capsa_caps::{Cap, CapSet};
-use capsa_trace::{Format, Proposal, Recorder};
+use capsa_trace::{Format, Proposal, Recorder, RecorderOptions};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -34,13 +34,17 @@ fn have(tool: &str) -> bool {
 
 /// Starts `cmd` gated before its exec, starts the recorder, releases the child.
 fn start(cmd: &[&str]) -> (Child, Recorder) {
+    start_with(cmd, RecorderOptions::default())
+}
+
+fn start_with(cmd: &[&str], opts: RecorderOptions) -> (Child, Recorder) {
     let mut child = Command::new("/bin/sh")
         .args(["-c", "read -r gate; exec \"$@\"", "sh"])
         .args(cmd)
         .stdin(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let rec = match Recorder::start(child.id() as i32) {
+    let rec = match Recorder::start_with(child.id() as i32, opts) {
         Ok(r) => r,
         Err(e) => {
             let _ = child.kill();
@@ -146,6 +150,58 @@ fn chown_needs_chown() {
     assert!(status.success());
     assert_eq!(p.caps, caps(&["CHOWN"]));
     assert_eq!(p.needs[0].evidence[0].path, "setattr_prepare");
+}
+
+/// The binary reader (trace_pipe_raw) and the text fallback (trace_pipe) see the same checks
+/// with the same kernel paths, over a burst of short processes.
+#[test]
+fn raw_and_text_readers_agree() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let f = dir.path().join("f");
+    std::fs::write(&f, b"x").unwrap_or_else(|e| panic!("write: {e}"));
+    let script = format!(
+        "i=0; while [ $i -lt 200 ]; do /bin/true; i=$((i+1)); done; chown 1234 {}",
+        f.display()
+    );
+    let mut seen = Vec::new();
+    let mut events = Vec::new();
+    for text in [false, true] {
+        let opts = RecorderOptions {
+            text,
+            ..RecorderOptions::default()
+        };
+        let (mut child, rec) = start_with(&["sh", "-c", &script], opts);
+        assert!(child.wait().is_ok_and(|s| s.success()));
+        let dir = rec.instance().to_path_buf();
+        let r = rec.stop().unwrap_or_else(|e| panic!("stop: {e}"));
+        assert!(!dir.exists(), "instance {} left behind", dir.display());
+        assert_eq!(r.lost_events, 0, "events were lost (text: {text})");
+        let mut checks: Vec<(String, String, bool)> = r
+            .checks
+            .iter()
+            .map(|c| (c.cap.oci_name(), c.path.clone(), c.granted))
+            .collect();
+        checks.sort();
+        checks.dedup();
+        // 200 execs of true make about 8 overcommit probes each.
+        assert!(r.events >= 1600, "only {} events (text: {text})", r.events);
+        events.push(r.events);
+        seen.push(checks);
+    }
+    assert_eq!(seen[0], seen[1], "raw (left) and text (right) differ");
+    // Separate runs of the same loop: the counts may differ by a few stack-growth checks.
+    assert!(
+        events[0].abs_diff(events[1]) * 50 <= events[0],
+        "{events:?}"
+    );
+    assert!(
+        seen[0]
+            .iter()
+            .any(|c| c.0 == "CAP_CHOWN" && c.1 == "setattr_prepare"),
+        "{:?}",
+        seen[0]
+    );
 }
 
 #[test]

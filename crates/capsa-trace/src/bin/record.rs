@@ -1,4 +1,4 @@
-//! `capsa-trace-record [--format F] [--no-stacks] [-o FILE] -- CMD [ARGS...]`: records the
+//! `capsa-trace-record [--format F] [--no-stacks] [--text] [-o FILE] -- CMD [ARGS...]`: records the
 //! capability checks of one command (without a container) and prints the proposal.
 //!
 //! A helper for the overhead benchmark (bench/trace_overhead.sh) and the tests. It owns no
@@ -12,6 +12,7 @@ use capsa_trace::{Format, Proposal, Recorder, RecorderOptions};
 struct Args {
     format: Format,
     stacks: bool,
+    text: bool,
     output: Option<String>,
     cmd: Vec<String>,
 }
@@ -20,6 +21,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         format: Format::Text,
         stacks: true,
+        text: false,
         output: None,
         cmd: Vec::new(),
     };
@@ -34,6 +36,7 @@ fn parse_args() -> Result<Args, String> {
                 ))?;
             }
             "--no-stacks" => args.stacks = false,
+            "--text" => args.text = true,
             "-o" => args.output = Some(it.next().ok_or("-o needs a file")?),
             "--" => {
                 args.cmd = it.collect();
@@ -44,7 +47,7 @@ fn parse_args() -> Result<Args, String> {
     }
     if args.cmd.is_empty() {
         return Err(
-            "usage: capsa-trace-record [--format F] [--no-stacks] [-o FILE] -- CMD [ARGS...]"
+            "usage: capsa-trace-record [--format F] [--no-stacks] [--text] [-o FILE] -- CMD [ARGS...]"
                 .into(),
         );
     }
@@ -65,6 +68,7 @@ fn run(args: Args) -> Result<i32, String> {
     let pid = child.id() as i32;
     let opts = RecorderOptions {
         stacks: args.stacks,
+        text: args.text,
         ..RecorderOptions::default()
     };
     let recorder = match Recorder::start_with(pid, opts) {
