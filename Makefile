@@ -15,7 +15,7 @@ build:
 # Two binaries: `capsa` (the front end, which also answers to argv0 capsa-runc) and the
 # smaller `capsa-runc` that engines exec for every container operation.
 release:
-	$(CARGO) build --release -p capsa
+	$(CARGO) build --release -p capsa -p capsa-runc
 
 install: release
 	install -m 0755 target/release/capsa $(PREFIX)/bin/capsa

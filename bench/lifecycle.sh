@@ -22,8 +22,8 @@ CAPSA=${CAPSA:-$REPO/target/release/capsa-runc}
 [ "$(id -u)" = 0 ] || { echo "lifecycle.sh: needs root" >&2; exit 1; }
 command -v hyperfine >/dev/null || { echo "lifecycle.sh: hyperfine is not installed" >&2; exit 1; }
 if [ ! -x "$CAPSA" ]; then
-  echo "lifecycle.sh: building $CAPSA (cargo build --release -p capsa)" >&2
-  (cd "$REPO" && cargo build --release -p capsa)
+  echo "lifecycle.sh: building $CAPSA (cargo build --release -p capsa-runc)" >&2
+  (cd "$REPO" && cargo build --release -p capsa-runc)
 fi
 
 WORK=$(mktemp -d /tmp/capsa-bench-XXXXXX)

@@ -338,12 +338,18 @@ impl LockedDir {
     }
 }
 
+/// Through a `serde_json::Value`, as `spec::load_bundle` reads config.json: the spec types'
+/// deserializers then exist once in the binary (for the Value deserializer) instead of twice
+/// (also for the byte-slice one). They are most of capsa-runc's code, and `run` used both
+/// (docs/performance.md: peak RSS).
 fn read_record(path: &Path) -> Result<ContainerRecord, StateError> {
     let bytes = std::fs::read(path).map_err(io_err("read", path))?;
-    serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
+    let corrupt = |source| StateError::Corrupt {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(corrupt)?;
+    serde_json::from_value(value).map_err(corrupt)
 }
 
 /// Writes `bytes` to `path` through a temporary sibling and rename(2) (atomic within one

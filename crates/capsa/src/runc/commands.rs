@@ -355,8 +355,11 @@ pub fn update(ctx: &Ctx, id: &str, resources: Option<&str>) -> Result<()> {
     } else {
         text = std::fs::read(src).with_context(|| format!("cannot read {src}"))?;
     }
+    // Through a Value, as every spec type is read (one deserializer instantiation in the binary).
+    let value: serde_json::Value =
+        serde_json::from_slice(&text).context("invalid JSON for --resources")?;
     let res: oci_spec::runtime::LinuxResources =
-        serde_json::from_slice(&text).context("invalid LinuxResources JSON for --resources")?;
+        serde_json::from_value(value).context("invalid LinuxResources JSON for --resources")?;
     Ok(container::update(&ctx.root, id, &res)?)
 }
 

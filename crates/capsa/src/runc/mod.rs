@@ -4,6 +4,7 @@
 //! Owns: argument parsing, the global flags, logging errors the runc way and exit codes.
 //! Must not touch: container policy; every operation is a call into `capsa_runtime`.
 
+mod args;
 mod commands;
 mod info;
 mod log;
@@ -12,217 +13,115 @@ mod tty;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
-
 /// The default state root (runc uses /run/runc; capsa keeps its state under /run/capsa).
 pub const DEFAULT_ROOT: &str = "/run/capsa/runc";
 
-#[derive(Parser)]
-#[command(
-    name = "runc",
-    about = "capsa's runc-compatible OCI runtime",
-    disable_version_flag = true,
-    subcommand_required = false
-)]
+/// A parsed command line (see `args` for the syntax and the flag table).
 struct Runc {
-    /// Enable debug logging.
-    #[arg(long, global = true)]
+    /// `--debug`: debug logging.
     debug: bool,
-    /// Log file (default: stderr).
-    #[arg(long, global = true, value_name = "FILE")]
+    /// `--log FILE` (default: stderr).
     log: Option<PathBuf>,
-    /// Log format: text or json.
-    #[arg(long = "log-format", global = true, default_value = "text", value_parser = ["text", "json"])]
+    /// `--log-format text|json`.
     log_format: String,
-    /// Root directory for container state (should be on tmpfs).
-    #[arg(long, global = true, default_value = DEFAULT_ROOT)]
+    /// `--root DIR`: the state root.
     root: PathBuf,
-    /// Use the systemd cgroup driver (not supported: rejected).
-    #[arg(long = "systemd-cgroup", global = true)]
+    /// `--systemd-cgroup` (not supported: rejected).
     systemd_cgroup: bool,
-    /// Rootless mode: true, false or auto. Not global (it goes before the subcommand, as
-    /// go-runc passes it): `spec --rootless` is a different, boolean flag.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    /// `--rootless[=true|false|auto]`, before the subcommand only (`spec --rootless` is a
+    /// different, boolean flag).
     rootless: Option<String>,
-    /// Print the version.
-    #[arg(short = 'v', long = "version")]
+    /// `-v`/`--version`.
     version: bool,
-    #[command(subcommand)]
     command: Option<Command>,
 }
 
-#[derive(Subcommand)]
 enum Command {
-    /// Create a container (its process waits for `start`).
     Create(CreateArgs),
-    /// Start a created container.
     Start(IdArg),
-    /// Create and start a container.
     Run(RunArgs),
-    /// Print a container's state as JSON.
     State(IdArg),
-    /// Send a signal to a container's init (default SIGTERM).
     Kill(KillArgs),
-    /// Delete a container and what it holds.
     Delete(DeleteArgs),
-    /// List containers.
     List(ListArgs),
-    /// List the processes of a container.
     Ps(PsArgs),
-    /// Run a process inside a running container.
     Exec(ExecArgs),
-    /// Write a default config.json.
     Spec(SpecArgs),
-    /// Print the features of this runtime as JSON.
     Features,
-    /// Suspend every process in a container.
     Pause(IdArg),
-    /// Resume a paused container.
     Resume(IdArg),
-    /// Update a container's resource limits.
     Update(UpdateArgs),
 }
 
-#[derive(Args)]
 struct IdArg {
-    /// Container id.
     id: String,
 }
 
-#[derive(Args)]
 struct CreateArgs {
-    /// Bundle directory (holds config.json).
-    #[arg(short = 'b', long, default_value = ".")]
     bundle: PathBuf,
-    /// Unix socket that receives the pty master.
-    #[arg(long = "console-socket")]
     console_socket: Option<PathBuf>,
-    /// File to write the init pid to.
-    #[arg(long = "pid-file")]
     pid_file: Option<PathBuf>,
-    /// Use MS_MOVE and chroot instead of pivot_root.
-    #[arg(long = "no-pivot")]
     no_pivot: bool,
-    /// Keep the caller's session keyring.
-    #[arg(long = "no-new-keyring")]
     no_new_keyring: bool,
-    /// Pass N extra fds (3..3+N) to the container.
-    #[arg(long = "preserve-fds", default_value_t = 0)]
     preserve_fds: u32,
-    /// Container id.
     id: String,
 }
 
-#[derive(Args)]
 struct RunArgs {
-    #[command(flatten)]
     create: CreateArgs,
-    /// Detach from the container's process.
-    #[arg(short = 'd', long)]
     detach: bool,
-    /// Keep the container's state after it exits (accepted, ignored: state is removed).
-    #[arg(long)]
+    /// Accepted, ignored: the state is removed after a foreground run.
+    #[allow(dead_code)]
     keep: bool,
-    /// Do not become a subreaper (accepted).
-    #[arg(long = "no-subreaper")]
+    /// Accepted, ignored.
+    #[allow(dead_code)]
     no_subreaper: bool,
 }
 
-#[derive(Args)]
 struct KillArgs {
-    /// Send the signal to every process in the container.
-    #[arg(short = 'a', long)]
     all: bool,
     id: String,
-    /// Signal: a number, KILL or SIGKILL.
-    #[arg(default_value = "SIGTERM")]
     signal: String,
 }
 
-#[derive(Args)]
 struct DeleteArgs {
-    /// Kill a running container first.
-    #[arg(short = 'f', long)]
     force: bool,
     id: String,
 }
 
-#[derive(Args)]
 struct ListArgs {
-    /// table or json.
-    #[arg(short = 'f', long, default_value = "table", value_parser = ["table", "json"])]
     format: String,
-    /// Print only the ids.
-    #[arg(short = 'q', long)]
     quiet: bool,
 }
 
-#[derive(Args)]
 struct PsArgs {
-    /// table or json.
-    #[arg(short = 'f', long, default_value = "table", value_parser = ["table", "json"])]
     format: String,
     id: String,
-    /// Arguments for ps(1) (default -ef).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     ps_args: Vec<String>,
 }
 
-#[derive(Args)]
 struct ExecArgs {
-    /// Unix socket that receives the pty master.
-    #[arg(long = "console-socket")]
     console_socket: Option<PathBuf>,
-    /// Working directory in the container.
-    #[arg(long)]
     cwd: Option<String>,
-    /// Extra environment (KEY=VALUE), repeatable.
-    #[arg(short = 'e', long)]
     env: Vec<String>,
-    /// Allocate a terminal.
-    #[arg(short = 't', long)]
     tty: bool,
-    /// uid[:gid].
-    #[arg(short = 'u', long)]
     user: Option<String>,
-    /// A process.json to run instead of the arguments.
-    #[arg(short = 'p', long)]
     process: Option<PathBuf>,
-    /// Do not wait for the process.
-    #[arg(short = 'd', long)]
     detach: bool,
-    /// File to write the process pid to.
-    #[arg(long = "pid-file")]
     pid_file: Option<PathBuf>,
-    /// Set no_new_privs for the process.
-    #[arg(long = "no-new-privs")]
     no_new_privs: bool,
-    /// Add a capability (bounding, effective and permitted; never inheritable), repeatable.
-    #[arg(short = 'c', long)]
     cap: Vec<String>,
-    /// Pass N extra fds to the process.
-    #[arg(long = "preserve-fds", default_value_t = 0)]
     preserve_fds: u32,
     id: String,
-    /// The command and its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
 }
 
-#[derive(Args)]
 struct SpecArgs {
-    /// Directory to write config.json into.
-    #[arg(short = 'b', long, default_value = ".")]
     bundle: PathBuf,
-    /// A spec for a rootless container.
-    #[arg(long)]
     rootless: bool,
 }
 
-#[derive(Args)]
 struct UpdateArgs {
-    /// LinuxResources JSON: a file, or `-` for stdin.
-    #[arg(short = 'r', long)]
     resources: Option<String>,
     id: String,
 }
@@ -230,11 +129,15 @@ struct UpdateArgs {
 /// Parses runc's command line and runs it; returns the process exit code (1 on error, as
 /// runc does; a foreground `run`/`exec` returns the container's code).
 pub fn main(args: Vec<OsString>) -> i32 {
-    let cli = match Runc::try_parse_from(args) {
+    let cli = match args::parse(args) {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 1 } else { 0 };
+        Err(args::ArgsError::Help(text)) => {
+            print!("{text}");
+            return 0;
+        }
+        Err(args::ArgsError::Usage(text)) => {
+            log::Log::stderr().error(&text);
+            return 1;
         }
     };
     if cli.version {
@@ -329,9 +232,18 @@ fn dispatch(cli: &Runc, log: &log::Log) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn parse(args: &[&str]) -> Runc {
-        Runc::try_parse_from(args.iter().map(OsString::from)).expect("parses")
+        args::parse(args.iter().map(OsString::from).collect()).expect("parses")
+    }
+
+    fn usage_error(args: &[&str]) -> String {
+        match args::parse(args.iter().map(OsString::from).collect()) {
+            Err(args::ArgsError::Usage(t)) => t,
+            Err(args::ArgsError::Help(_)) => panic!("{args:?}: help, not an error"),
+            Ok(_) => panic!("{args:?} parsed"),
+        }
     }
 
     #[test]
@@ -410,9 +322,66 @@ mod tests {
     }
 
     #[test]
-    fn command_definition_is_consistent() {
-        use clap::CommandFactory;
-        Runc::command().debug_assert();
+    fn flag_forms_and_errors() {
+        let c = parse(&[
+            "runc",
+            "--root=/r",
+            "--log-format=json",
+            "delete",
+            "-f",
+            "c1",
+        ]);
+        assert_eq!(c.root, PathBuf::from("/r"));
+        assert_eq!(c.log_format, "json");
+        assert!(matches!(c.command, Some(Command::Delete(ref a)) if a.force && a.id == "c1"));
+        // Globals after the subcommand, `-bDIR`, `--flag=false`.
+        let c = parse(&[
+            "runc",
+            "create",
+            "-b/b",
+            "--no-pivot=false",
+            "c1",
+            "--root",
+            "/x",
+        ]);
+        assert_eq!(c.root, PathBuf::from("/x"));
+        assert!(
+            matches!(c.command, Some(Command::Create(ref a)) if a.bundle == Path::new("/b") && !a.no_pivot)
+        );
+        let c = parse(&["runc", "ps", "c1", "-eo", "pid"]);
+        assert!(matches!(c.command, Some(Command::Ps(ref a)) if a.ps_args == ["-eo", "pid"]));
+        let c = parse(&[
+            "runc",
+            "exec",
+            "-e",
+            "A=1",
+            "--env=B=2",
+            "c1",
+            "--",
+            "ls",
+            "-l",
+        ]);
+        assert!(
+            matches!(c.command, Some(Command::Exec(ref a)) if a.env == ["A=1", "B=2"] && a.command == ["ls", "-l"])
+        );
+        let c = parse(&["runc", "kill", "c1"]);
+        assert!(matches!(c.command, Some(Command::Kill(ref a)) if a.signal == "SIGTERM"));
+        assert_eq!(parse(&["runc"]).root, PathBuf::from(DEFAULT_ROOT));
+        assert!(usage_error(&["runc", "start"]).contains("requires 1 argument"));
+        assert!(usage_error(&["runc", "start", "a", "b"]).contains("requires 1 argument"));
+        assert!(usage_error(&["runc", "create", "--bogus", "c1"]).contains("--bogus"));
+        assert!(usage_error(&["runc", "create", "--preserve-fds", "x", "c1"]).contains("number"));
+        assert!(usage_error(&["runc", "--log-format", "xml", "list"]).contains("text or json"));
+        assert!(usage_error(&["runc", "frobnicate"]).contains("no such command"));
+        assert!(usage_error(&["runc", "state", "--root"]).contains("needs a value"));
+        assert!(matches!(
+            args::parse(vec!["runc".into(), "exec".into(), "--help".into()]),
+            Err(args::ArgsError::Help(t)) if t.contains("--process")
+        ));
+    }
+
+    #[test]
+    fn rootless_is_a_global_and_a_spec_flag() {
         let c = parse(&["runc", "spec", "--rootless", "--bundle", "/b"]);
         assert!(matches!(c.command, Some(Command::Spec(ref a)) if a.rootless));
         assert_eq!(
