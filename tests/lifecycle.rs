@@ -433,3 +433,30 @@ mod console {
         capsa_console_socket_pty
     );
 }
+
+/// A new cgroup namespace is rooted at the container's own cgroups: every line of
+/// /proc/self/cgroup inside shows `/` (cgroup_namespaces(7)), as under runc. Made before the
+/// init joined its cgroups, the namespace would be rooted at the caller's and show `/<id>`.
+fn cgroup_namespace_is_rooted_at_the_container(rt: Runtime) {
+    require_root!();
+    let Some(r) = Runner::new(rt) else { return };
+    let mut b = Bundle::new();
+    b.add_namespace(serde_json::json!({"type": "cgroup"}));
+    b.args(&["cat", "/proc/self/cgroup"]);
+    let id = unique_id("cgns");
+    let out = r.run(&b, &id);
+    out.assert_ok("run with a cgroup namespace");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(!lines.is_empty(), "no /proc/self/cgroup output: {out}");
+    for l in lines {
+        assert!(
+            l.ends_with(":/"),
+            "{l:?}: the cgroup namespace is not rooted at the container's cgroup\n{out}"
+        );
+    }
+}
+e2e!(
+    cgroup_namespace_is_rooted_at_the_container,
+    runc_cgroup_namespace_is_rooted_at_the_container,
+    capsa_cgroup_namespace_is_rooted_at_the_container
+);

@@ -5,7 +5,7 @@
 //! state store. Runs in a freshly cloned single-threaded process: no threads, no async.
 //!
 //! Order for the init (runc's standard init, with mounts done before pivot through fds):
-//! non-dumpable → [join/unshare/fork] → wait GO → rslave, root attached (host paths looked up
+//! non-dumpable → [join/unshare/fork] → wait GO → [new cgroup namespace] → rslave, root attached (host paths looked up
 //! with the host credentials) → [become root of a new user namespace] → [overlay root] → setsid → keyring → mounts, devices, console,
 //! masked/readonly paths → [HOOKS: the runtime runs prestart/createRuntime, we wait for RESUME]
 //! → createContainer hooks → pivot_root → readonly root → hostname →
@@ -115,6 +115,12 @@ fn run_init(ctx: &InitCtx, chan: &Channel, fast: bool) -> Step<Infallible> {
         become_container_process(&ctx.ns, chan)?;
     }
     wait_go(chan)?;
+    if ctx.ns.cgroup_ns_after_join {
+        // In our cgroups now (GO): the new cgroup namespace is rooted at them.
+        sys::unshare_namespaces(libc::CLONE_NEWCGROUP as u64).map_err(|e| {
+            StepError::sys("unshare", "a cgroup namespace", e, "is CONFIG_CGROUPS set?")
+        })?;
+    }
     // Host paths are looked up before we become root of our user namespace (rootfs::userns).
     rootfs::make_rslave()?;
     let early =

@@ -23,6 +23,11 @@ pub struct NsPlan {
     /// Uid/gid map file contents, when a user namespace is created.
     pub uid_map: String,
     pub gid_map: String,
+    /// A new cgroup namespace is made by the init itself after it joined its cgroups (not in
+    /// `new_flags`): cgroup_namespaces(7) roots the namespace at the creator's cgroup at that
+    /// moment, and the container must see its own cgroup as `/` (runc unshares it after the
+    /// join too).
+    pub cgroup_ns_after_join: bool,
 }
 
 /// The kernel CLONE_NEW* flag of a namespace type.
@@ -81,6 +86,7 @@ pub fn plan_create(spec: &Spec) -> Step<NsPlan> {
         joins: Vec::new(),
         uid_map: String::new(),
         gid_map: String::new(),
+        cgroup_ns_after_join: false,
     };
     for ns in linux
         .and_then(|l| l.namespaces().as_ref())
@@ -93,6 +99,9 @@ pub fn plan_create(spec: &Spec) -> Step<NsPlan> {
         }
     }
     plan.joins.sort_by_key(|(t, _, _)| join_rank(*t));
+    let cgroup = libc::CLONE_NEWCGROUP as u64;
+    plan.cgroup_ns_after_join = plan.new_flags & cgroup != 0;
+    plan.new_flags &= !cgroup;
     if plan.new_flags & libc::CLONE_NEWUSER as u64 != 0 {
         let l = linux.ok_or_else(|| StepError::msg("a user namespace needs linux.uidMappings"))?;
         plan.uid_map = map_text(l.uid_mappings().as_deref().unwrap_or_default());
@@ -108,6 +117,7 @@ pub fn plan_tenant(spec: &Spec, init_pid: i32) -> Step<NsPlan> {
         joins: Vec::new(),
         uid_map: String::new(),
         gid_map: String::new(),
+        cgroup_ns_after_join: false,
     };
     let listed = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
     for ns in listed.into_iter().flatten() {
