@@ -5,13 +5,14 @@
 //! state store. Runs in a freshly cloned single-threaded process: no threads, no async.
 //!
 //! Order for the init (runc's standard init, with mounts done before pivot through fds):
-//! non-dumpable → [join/unshare/fork] → wait GO → [new cgroup namespace] → rslave, root attached (host paths looked up
-//! with the host credentials) → [become root of a new user namespace] → [overlay root] → setsid → keyring → mounts, devices, console,
-//! masked/readonly paths → [HOOKS: the runtime runs prestart/createRuntime, we wait for RESUME]
-//! → createContainer hooks → pivot_root → readonly root → hostname →
-//! sysctls → oom_score_adj → rlimits → [no_new_privs] → [seccomp if !nnp] → fds CLOEXEC →
-//! chdir → bounding → keepcaps → groups/gid/uid → keepcaps off → capset → ambient → verify cwd →
-//! look up the executable and refuse our own binary → [seccomp if nnp] → READY → exec.fifo →
+//! non-dumpable → [join/unshare/fork] → wait GO → [wait JOINED, new cgroup namespace] → rslave,
+//! root attached (host paths looked up with the host credentials) → [become root of a new user
+//! namespace] → [overlay root] → setsid → keyring → mounts, devices, console, masked/readonly
+//! paths → [wait JOINED: in our cgroups] → [HOOKS: the runtime runs prestart/createRuntime, we
+//! wait for RESUME] → createContainer hooks → pivot_root → readonly root → hostname → sysctls →
+//! oom_score_adj → rlimits → [no_new_privs] → [seccomp if !nnp] → fds CLOEXEC → chdir →
+//! bounding → keepcaps → groups/gid/uid → keepcaps off → capset → ambient → verify cwd → look
+//! up the executable and refuse our own binary → [seccomp if nnp] → READY → exec.fifo →
 //! startContainer hooks → execve.
 
 use std::convert::Infallible;
@@ -116,7 +117,9 @@ fn run_init(ctx: &InitCtx, chan: &Channel, fast: bool) -> Step<Infallible> {
     }
     wait_go(chan)?;
     if ctx.ns.cgroup_ns_after_join {
-        // In our cgroups now (GO): the new cgroup namespace is rooted at them.
+        // The new cgroup namespace is rooted at our cgroups once we are in them, and the
+        // cgroup mounts below show its root.
+        wait_joined(chan)?;
         sys::unshare_namespaces(libc::CLONE_NEWCGROUP as u64).map_err(|e| {
             StepError::sys("unshare", "a cgroup namespace", e, "is CONFIG_CGROUPS set?")
         })?;
@@ -136,6 +139,10 @@ fn run_init(ctx: &InitCtx, chan: &Channel, fast: bool) -> Step<Infallible> {
         console::setup_in_rootfs(&root, ctx.common.console.as_ref(), true)?;
     }
     rootfs::protect_paths(&ctx.rootfs, &root)?;
+    if !ctx.ns.cgroup_ns_after_join {
+        // Hooks run as our children and the container after us: both inside the cgroups.
+        wait_joined(chan)?;
+    }
     if ctx.req.runtime_hooks.is_some() {
         pause_for_runtime_hooks(chan)?;
     }
@@ -152,6 +159,7 @@ fn run_tenant(ctx: &TenantCtx, chan: &Channel) -> Step<Infallible> {
     first_steps()?;
     become_container_process(&ctx.ns, chan)?;
     wait_go(chan)?;
+    wait_joined(chan)?;
     new_session()?;
     if ctx.common.plan.terminal {
         let root = rootfs::open_root_dir("/")?;
@@ -196,6 +204,16 @@ fn become_container_process(ns: &NsPlan, chan: &Channel) -> Step {
     }
     let _ = chan.send(&Msg::Pid(pid));
     sys::exit_now(0)
+}
+
+fn wait_joined(chan: &Channel) -> Step {
+    match chan.recv()? {
+        Msg::Joined => Ok(()),
+        Msg::Eof => sys::exit_now(1),
+        m => Err(StepError::msg(format!(
+            "expected Joined from the runtime, got {m:?}"
+        ))),
+    }
 }
 
 fn wait_go(chan: &Channel) -> Step {

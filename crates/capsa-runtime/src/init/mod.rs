@@ -12,8 +12,8 @@
 //! wait for it; the intermediate reports the pid and exits.
 //!
 //! Protocol on the SOCK_SEQPACKET pair (one message per datagram, tags in `sync`):
-//! child `MAPS` → parent writes uid/gid maps → `MAPS_DONE`; child `PID n` (slow path); parent
-//! joins the cgroup → `GO`; [init with runtime-namespace hooks, mounts done, before pivot_root:
+//! child `MAPS` → parent writes uid/gid maps → `MAPS_DONE`; child `PID n` (slow path); `GO`;
+//! parent joins the cgroups while the init makes its mounts → `JOINED`; [init with runtime-namespace hooks, mounts done, before pivot_root:
 //! `HOOKS` → parent runs prestart/createRuntime → `RESUME`]; child sets up → `READY` (init) or
 //! exec (tenant: EOF on the CLOEXEC socket means the exec succeeded); any failure → `ERR message`.
 

@@ -157,7 +157,7 @@ fn make_fifo(fifo: &Path) -> Step {
         .map_err(|e| StepError::sys("chmod", fifo.display(), e, ""))
 }
 
-/// Drive the protocol up to `Go`: write maps, learn the final pid, join the cgroup.
+/// Drive the protocol up to `Joined`: write maps, learn the final pid, `Go`, join the cgroup.
 fn drive(
     chan: &Channel,
     first: i32,
@@ -187,6 +187,11 @@ fn drive(
             }
         }
     }
+    // GO before the cgroup join: the first cgroup.procs write after a quiet period waits for an
+    // RCU grace period (the writer side of cgroup_threadgroup_rwsem, a percpu rwsem; 7-20 ms
+    // measured here), and the init's rootfs work needs no cgroup. It waits for JOINED before
+    // anything that must run inside its cgroups (child.rs `wait_joined`).
+    chan.send(&Msg::Go).map_err(|e| kill_reap(pid, None, e))?;
     if let Some(cg) = cgroup {
         cg.add_task(pid).map_err(|e| {
             kill_reap(
@@ -196,7 +201,10 @@ fn drive(
             )
         })?;
     }
-    chan.send(&Msg::Go).map_err(|e| kill_reap(pid, None, e))?;
+    if chan.send(&Msg::Joined).is_err() {
+        // The child failed meanwhile: its error is still queued on our end.
+        return Err(fail_child(chan.recv(), pid, None));
+    }
     Ok(pid)
 }
 

@@ -18,8 +18,11 @@ pub enum Msg {
     MapsDone,
     /// Intermediate: the process that becomes the container has this host pid.
     Pid(i32),
-    /// Parent: cgroup joined, go on.
+    /// Parent: maps written (and the final pid known), set up the rootfs.
     Go,
+    /// Parent: the process is in its cgroups (sent after `Go`: joining overlaps the init's
+    /// mount work, see `parent::drive`).
+    Joined,
     /// Init: namespaces and mounts are made, pivot_root is next; run the runtime-namespace
     /// hooks (prestart, createRuntime). Sent only when there are such hooks.
     Hooks,
@@ -59,6 +62,7 @@ impl Channel {
                 buf.extend_from_slice(&p.to_le_bytes());
             }
             Msg::Go => buf.push(b'G'),
+            Msg::Joined => buf.push(b'J'),
             Msg::Hooks => buf.push(b'H'),
             Msg::Resume => buf.push(b'r'),
             Msg::Ready => buf.push(b'R'),
@@ -80,6 +84,10 @@ impl Channel {
             match rustix::net::recv(self.0.as_fd(), &mut buf[..], RecvFlags::empty()) {
                 Ok((n, _)) => break n,
                 Err(rustix::io::Errno::INTR) => continue,
+                // The peer closed with messages of ours unread (e.g. JOINED after it failed):
+                // AF_UNIX reports ECONNRESET once (sk_err), then the queue it left, e.g. its
+                // ERR message, and EOF.
+                Err(rustix::io::Errno::CONNRESET) => continue,
                 Err(e) => return Err(StepError::sys("receive on", "the sync socket", e, "")),
             }
         };
@@ -98,6 +106,7 @@ fn decode(b: &[u8]) -> Step<Msg> {
             Msg::Pid(i32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]))
         }
         b'G' => Msg::Go,
+        b'J' => Msg::Joined,
         b'H' => Msg::Hooks,
         b'r' => Msg::Resume,
         b'R' => Msg::Ready,
@@ -118,6 +127,7 @@ mod tests {
             Msg::Pid(4242),
             Msg::Err("cannot x: EPERM".into()),
             Msg::Go,
+            Msg::Joined,
             Msg::Hooks,
             Msg::Resume,
         ] {
