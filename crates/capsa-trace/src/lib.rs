@@ -18,6 +18,7 @@ pub mod rawevent;
 pub mod recorder;
 pub mod recording;
 pub mod ringbuf;
+pub mod symcache;
 pub mod tracefs;
 
 use std::path::{Path, PathBuf};
