@@ -12,6 +12,8 @@
 #
 # Usage: bench/trace_overhead.sh [N] [ROUNDS] [RUNS]   (root; builds capsa-trace-record --release)
 #        TRACE_FLAGS="--text" bench/trace_overhead.sh   measures the text trace_pipe fallback
+#        BASELINE=/path/to/older/capsa-trace-record bench/trace_overhead.sh
+#                                     adds that recorder as a third variant, in the same blocks
 set -eu
 N=${1:-2000}
 ROUNDS=${2:-4}
@@ -29,10 +31,12 @@ echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 r=0
 while [ "$r" -lt "$ROUNDS" ]; do
     r=$((r + 1))
-    hyperfine --runs "$RUNS" -N --export-json "$OUT/h$r.json" \
-        -n untraced "sh -c '$(loop untraced)'" \
-        -n traced "$REC ${TRACE_FLAGS:-} --format json -o $OUT/last.json -- sh -c '$(loop traced)'" \
-        >/dev/null
+    set -- -n untraced "sh -c '$(loop untraced)'" \
+        -n traced "$REC ${TRACE_FLAGS:-} --format json -o $OUT/last.json -- sh -c '$(loop traced)'"
+    if [ -n "${BASELINE:-}" ]; then
+        set -- "$@" -n baseline "$BASELINE --format json -o $OUT/base.json -- sh -c '$(loop baseline)'"
+    fi
+    hyperfine --runs "$RUNS" -N --export-json "$OUT/h$r.json" "$@" >/dev/null
 done
 echo "load after:  $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
@@ -56,3 +60,12 @@ awk -v uw="$UW" -v tw="$TW" -v ul="$UL" -v tl="$TL" -v n="$N" -v runs="$((ROUNDS
     printf "cap_capable events:  %d (last traced run)\n", ev
     printf "dropped events:      %d\n", lost
 }'
+if [ -n "${BASELINE:-}" ]; then
+    BW=$(whole baseline)
+    BL=$(median < "$OUT/baseline.loop")
+    awk -v uw="$UW" -v bw="$BW" -v ul="$UL" -v bl="$BL" -v lost="$(jq .lost_events "$OUT/base.json")" 'BEGIN {
+        printf "baseline whole:      %.3f s, ratio %.3f\n", bw, bw / uw
+        printf "baseline loop:       %.3f s, ratio %.3f\n", bl / 1e6, bl / ul
+        printf "baseline dropped:    %d\n", lost
+    }'
+fi

@@ -59,12 +59,16 @@ fn cpu_number(name: &str) -> Option<u32> {
 }
 
 impl RawPipes {
-    /// Opens `per_cpu/cpu*/trace_pipe_raw` non-blocking and reads the layouts. `page_size` is the
-    /// sub-buffer size (`buffer_subbuf_size_kb` * 1024): each read returns one sub-buffer.
-    pub fn open(dir: &Path, page_size: usize) -> Result<RawPipes, TraceError> {
+    /// Opens `per_cpu/cpu*/trace_pipe_raw` non-blocking and reads the layouts.
+    ///
+    /// The sub-buffer size is left at the kernel's default (one page): a read returns one
+    /// sub-buffer, ~750 reads for 2000 execs of /bin/true, which costs little, while writing
+    /// `buffer_subbuf_size_kb` reallocates the buffer (20-25 ms at setup, docs/performance.md).
+    pub fn open(dir: &Path) -> Result<RawPipes, TraceError> {
         let header = dir.join("events/header_page");
         let text = read_once(&header)?;
         let layout = PageLayout::parse(&text).ok_or(TraceError::Format { path: header })?;
+        let page_size = subbuf_size(dir, &layout);
         let decoder = Decoder::load(&dir.join("events"))?;
         let per_cpu = dir.join("per_cpu");
         let entries =
@@ -190,6 +194,18 @@ impl RawPipes {
             b.min(ts.saturating_sub(1))
         })
     }
+}
+
+/// The instance's sub-buffer size: `buffer_subbuf_size_kb` (Linux 6.8+), else what the
+/// instance's header_page says (data offset + data size). Reading less than a sub-buffer would
+/// split it across reads.
+fn subbuf_size(dir: &Path, layout: &PageLayout) -> usize {
+    std::fs::read_to_string(dir.join("buffer_subbuf_size_kb"))
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map(|kb| kb * 1024)
+        .filter(|&b| b > 0)
+        .unwrap_or(layout.data_offset + layout.data_size)
 }
 
 /// Reads a tracefs file that answers only the first read (`show_header_page_file` returns 0

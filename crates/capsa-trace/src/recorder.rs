@@ -26,11 +26,6 @@ use crate::tracefs;
 /// between two reads of a starved reader.
 const BUFFER_SIZE_KB: &str = "4096";
 
-/// The sub-buffer size: the kernel default (one 4 KiB page). A read of trace_pipe_raw returns
-/// one sub-buffer, so at ~1.5 MB/s this is a few hundred reads per second; bigger sub-buffers did
-/// not measure faster and cost a reallocation at setup (docs/performance.md).
-const SUBBUF_SIZE: usize = 4096;
-
 /// Pause between reads when the pipes are empty. Fewer wakeups cost the workload less on small
 /// machines; the buffer above holds far more than this many milliseconds of events.
 const READ_PAUSE_MS: u64 = 40;
@@ -130,7 +125,7 @@ impl Recorder {
         rec.closed = Some(closed_rx);
         // The pipes are opened before tracing is switched on, so nothing is missed.
         let handle = if !opts.text && crate::kallsyms::addresses_visible() {
-            let pipes = RawPipes::open(&rec.dir, SUBBUF_SIZE)?;
+            let pipes = RawPipes::open(&rec.dir)?;
             rec.enable()?;
             spawn(&rec.dir, move || pipes.read_loop(agg, stop, pause, closed))?
         } else {

@@ -1,5 +1,7 @@
-//! Turning a stream of trace lines into a `Recording`: per-process state, the phase gate, stack
-//! pairing, and aggregation of checks by capability, class, kernel path and executable.
+//! Turning a stream of trace events into a `Recording`: per-process state, the phase gate, and
+//! aggregation of checks by capability, class, kernel path and executable. Events come typed from
+//! the raw reader ([`crate::pipe_raw`], stacks already paired) or as text lines from the
+//! fallback reader ([`Aggregator::line`], which pairs stacks by CPU here).
 //!
 //! Owns the meaning of the event sequence. Reads only `/proc/PID/{root,cwd,mem}` and the
 //! `security.capability` xattr of executed files; must not touch tracefs.

@@ -36,6 +36,8 @@ pub struct PageLayout {
     pub commit_offset: usize,
     pub commit_size: usize,
     pub data_offset: usize,
+    /// The data bytes of one sub-buffer (4080 for the default 4 KiB).
+    pub data_size: usize,
 }
 
 impl Default for PageLayout {
@@ -44,6 +46,7 @@ impl Default for PageLayout {
             commit_offset: 8,
             commit_size: 8,
             data_offset: 16,
+            data_size: 4080,
         }
     }
 }
@@ -60,7 +63,7 @@ impl PageLayout {
             if name == "commit" {
                 (layout.commit_offset, layout.commit_size, commit) = (offset, size, true);
             } else if name == "data" {
-                (layout.data_offset, data) = (offset, true);
+                (layout.data_offset, layout.data_size, data) = (offset, size, true);
             }
         }
         (commit && data && matches!(layout.commit_size, 4 | 8)).then_some(layout)
