@@ -23,9 +23,10 @@ cargo build --release -q -p capsa-trace --bin capsa-trace-record
 REC=$PWD/target/release/capsa-trace-record
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-# The loop appends its own duration (microseconds) to a file named after the variant.
+# The loop appends its own duration (microseconds) to a file named after the variant, and its
+# CPU time (the shell's and its children's, from the `times` builtin) to another.
 loop() {
-    echo "s=\$(date +%s%N); i=0; while [ \$i -lt $N ]; do /bin/true; i=\$((i+1)); done; echo \$(( (\$(date +%s%N)-s)/1000 )) >> $OUT/$1.loop"
+    echo "s=\$(date +%s%N); i=0; while [ \$i -lt $N ]; do /bin/true; i=\$((i+1)); done; echo \$(( (\$(date +%s%N)-s)/1000 )) >> $OUT/$1.loop; times >> $OUT/$1.cpu"
 }
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 r=0
@@ -40,15 +41,22 @@ while [ "$r" -lt "$ROUNDS" ]; do
 done
 echo "load after:  $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
+# `times` prints two lines per run (shell, children) of `XmY.YYYs` user and system times.
+cpu() {
+    awk '{ for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] } }
+         NR % 2 == 0 { print t; t = 0 }' "$OUT/$1.cpu" | median
+}
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 whole() { jq -r --arg n "$1" '.results[] | select(.command == $n) | .times[]' "$OUT"/h*.json | median; }
 UW=$(whole untraced)
 TW=$(whole traced)
 UL=$(median < "$OUT/untraced.loop")
 TL=$(median < "$OUT/traced.loop")
+UC=$(cpu untraced)
+TC=$(cpu traced)
 LOST=$(jq '.lost_events' "$OUT/last.json")
 EVENTS=$(jq '.events' "$OUT/last.json")
-awk -v uw="$UW" -v tw="$TW" -v ul="$UL" -v tl="$TL" -v n="$N" -v runs="$((ROUNDS * RUNS))" \
+awk -v uw="$UW" -v tw="$TW" -v ul="$UL" -v tl="$TL" -v uc="$UC" -v tc="$TC" -v n="$N" -v runs="$((ROUNDS * RUNS))" \
     -v lost="$LOST" -v ev="$EVENTS" 'BEGIN {
     printf "execs of true:       %d, %d runs per variant\n", n, runs
     printf "whole untraced:      %.3f s (median)\n", uw
@@ -57,15 +65,21 @@ awk -v uw="$UW" -v tw="$TW" -v ul="$UL" -v tl="$TL" -v n="$N" -v runs="$((ROUNDS
     printf "loop untraced:       %.3f s (median)\n", ul / 1e6
     printf "loop traced:         %.3f s (median)\n", tl / 1e6
     printf "loop ratio:          %.3f (%+.1f%%)\n", tl / ul, (tl / ul - 1) * 100
+    printf "loop CPU untraced:   %.3f s (median)\n", uc
+    printf "loop CPU traced:     %.3f s (median)\n", tc
+    printf "loop CPU ratio:      %.3f (%+.1f%%)\n", tc / uc, (tc / uc - 1) * 100
     printf "cap_capable events:  %d (last traced run)\n", ev
     printf "dropped events:      %d\n", lost
 }'
 if [ -n "${BASELINE:-}" ]; then
     BW=$(whole baseline)
     BL=$(median < "$OUT/baseline.loop")
-    awk -v uw="$UW" -v bw="$BW" -v ul="$UL" -v bl="$BL" -v lost="$(jq .lost_events "$OUT/base.json")" 'BEGIN {
+    BC=$(cpu baseline)
+    awk -v uw="$UW" -v bw="$BW" -v ul="$UL" -v bl="$BL" -v uc="$UC" -v bc="$BC" \
+        -v lost="$(jq .lost_events "$OUT/base.json")" 'BEGIN {
         printf "baseline whole:      %.3f s, ratio %.3f\n", bw, bw / uw
         printf "baseline loop:       %.3f s, ratio %.3f\n", bl / 1e6, bl / ul
+        printf "baseline loop CPU:   %.3f s, ratio %.3f\n", bc, bc / uc
         printf "baseline dropped:    %d\n", lost
     }'
 fi

@@ -104,6 +104,15 @@ impl Symbols {
         }
     }
 
+    /// An empty table with room for `symbols` entries and `name_bytes` of names.
+    pub(crate) fn with_capacity(symbols: usize, name_bytes: usize) -> Symbols {
+        Symbols {
+            table: Vec::with_capacity(symbols),
+            names: String::with_capacity(name_bytes),
+            ..Symbols::default()
+        }
+    }
+
     /// Appends one symbol; callers sort (or append in order).
     pub(crate) fn push(&mut self, addr: u64, name: &str) {
         let (Ok(off), Ok(len)) = (u32::try_from(self.names.len()), u32::try_from(name.len()))

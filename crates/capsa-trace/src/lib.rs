@@ -58,6 +58,11 @@ pub enum TraceError {
     PidFilter { pid: i32, path: PathBuf },
     #[error("cannot understand {}: the layout is not the one this capsa knows (Linux 6.14-6.18 layouts); please report the file's content", path.display())]
     Format { path: PathBuf },
+    #[error("cannot decode a sub-buffer read from {}: {source} (the ring-buffer layout differs from the one in events/header_page; please report)", path.display())]
+    Page {
+        path: PathBuf,
+        source: ringbuf::PageError,
+    },
     #[error("the trace reader thread panicked; the recording is lost")]
     ReaderPanicked,
     #[error("cannot install the SIGINT/SIGTERM cleanup: {0}")]

@@ -8,7 +8,7 @@
 //!
 //! Why raw: the text `trace_pipe` makes the kernel format every stack frame with a symbol lookup
 //! at read time, and the reader parse it back, for ~8 stacks per exec. Raw pages are copied as
-//! they are, and each distinct address is named once from /proc/kallsyms.
+//! they are, and each distinct stack is named once from /proc/kallsyms (or its per-boot cache).
 
 use std::fs::File;
 use std::io::Read;
@@ -27,7 +27,10 @@ use crate::recording::Aggregator;
 use crate::ringbuf::{self, PageLayout};
 
 /// Events newer than the newest seen minus this (plus the time the round took) wait for the
-/// next round: a CPU read earlier in the round may still get older events committed.
+/// next round: a CPU read earlier in the round may still get older events committed. The
+/// instance keeps the default `local` trace clock (sched_clock, comparable across CPUs when the
+/// TSC is stable, as on this x86 VM); switching clocks resets the buffers and costs a grace
+/// period at setup.
 const ORDER_MARGIN: Duration = Duration::from_millis(10);
 
 /// The raw pipes of one instance, opened before tracing is switched on.
@@ -166,8 +169,11 @@ impl RawPipes {
                 Err(e) => return Err(TraceError::io("read", &c.path, e)),
             };
             got = true;
-            let parsed = ringbuf::parse_page(&page[..n], &self.layout).map_err(|e| {
-                TraceError::io("decode", &c.path, std::io::Error::other(e.to_string()))
+            let parsed = ringbuf::parse_page(&page[..n], &self.layout).map_err(|source| {
+                TraceError::Page {
+                    path: c.path.clone(),
+                    source,
+                }
             })?;
             if let Some(m) = parsed.missed {
                 // The count is not always stored; the flag alone means at least one.
