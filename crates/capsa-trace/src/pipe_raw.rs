@@ -308,4 +308,84 @@ mod tests {
         assert_eq!(cpu_number("cpu12"), Some(12));
         assert_eq!(cpu_number("stats"), None);
     }
+
+    fn cpu(n: u32) -> Cpu {
+        let path = PathBuf::from("/dev/null");
+        let file = File::open(&path).unwrap_or_else(|e| panic!("/dev/null: {e}"));
+        Cpu {
+            cpu: n,
+            file,
+            path,
+            check: None,
+        }
+    }
+
+    fn check(pid: i32, cap: i32) -> RawEvent {
+        RawEvent::Check {
+            pid,
+            interrupt: false,
+            cap,
+            ret: 0,
+        }
+    }
+
+    /// Two CPUs read one after the other: stacks pair per CPU, the merge follows the
+    /// timestamps (the capset before the exec on the other CPU is gated out), and a check
+    /// still waiting for its stack holds back later events until the final drain.
+    #[test]
+    fn pairs_per_cpu_and_merges_by_time() {
+        let mut syms = Symbols::parse(
+            "ffffffff81000000 T cap_capable\n\
+             ffffffff81000100 T cap_capset\n\
+             ffffffff81000200 T inet_create\n",
+        );
+        let (mut c0, mut c1) = (cpu(0), cpu(1));
+        let mut q = Vec::new();
+        let capset = RawEvent::Stack(vec![0xffff_ffff_8100_0010, 0xffff_ffff_8100_0110]);
+        let socket = RawEvent::Stack(vec![0xffff_ffff_8100_0010, 0xffff_ffff_8100_0210]);
+        let exec = RawEvent::Exec {
+            pid: 10,
+            filename: "/nonexistent/ping".into(),
+        };
+        // Events 100 ms apart, well beyond the ordering margin.
+        let t = |k: u64| 1_000_000_000 + k * 100_000_000;
+        pair(&mut c0, t(1), check(10, 8), &mut q);
+        pair(&mut c0, t(2), capset, &mut q);
+        pair(&mut c0, t(6), check(10, 13), &mut q);
+        pair(&mut c0, t(7), socket, &mut q);
+        pair(&mut c1, t(5), exec, &mut q);
+        pair(&mut c1, t(8), check(10, 21), &mut q);
+        assert_eq!(q.len(), 3, "the last check waits for its stack");
+        let cap =
+            "ID: 1\n\tfield:int cap;\toffset:32;\tsize:4;\n\tfield:int ret;\toffset:36;\tsize:4;\n";
+        let cap = crate::rawevent::Format::parse(cap).unwrap_or_else(|| panic!("format"));
+        let decoder = Decoder::from_formats(Some(&cap), None, None, None, None);
+        let mut pipes = RawPipes {
+            cpus: vec![c0, c1],
+            layout: PageLayout::default(),
+            decoder: decoder.unwrap_or_else(|| panic!("decoder")),
+            page_size: 4096,
+        };
+        // The newest queued event (t6) minus the margin; the waiting check (t8) is later.
+        let bound = pipes.bound(&q, Duration::ZERO);
+        assert_eq!(bound, t(6) - ORDER_MARGIN.as_nanos() as u64);
+        let mut agg = Aggregator::new(10, None);
+        feed(&mut agg, &mut q, bound, &mut syms);
+        assert_eq!(q.len(), 1, "the newest event waits for the next round");
+        for c in &mut pipes.cpus {
+            q.extend(c.check.take());
+        }
+        feed(&mut agg, &mut q, u64::MAX, &mut syms);
+        let r = agg.finish(0);
+        assert!(r.saw_exec);
+        assert_eq!((r.events, r.ignored_before_exec), (3, 1));
+        let raw = r.checks.iter().find(|c| c.cap.index() == 13);
+        assert_eq!(raw.map(|c| c.path.as_str()), Some("inet_create"));
+        let admin = r.checks.iter().find(|c| c.cap.index() == 21);
+        assert_eq!(
+            admin.map(|c| c.path.as_str()),
+            Some("?"),
+            "no stack: no path"
+        );
+    }
 }
