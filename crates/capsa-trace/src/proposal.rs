@@ -13,41 +13,12 @@ use serde::Serialize;
 use crate::classify::{Class, ProbeReason};
 use crate::recording::{Recording, ser_cap, ser_caps};
 
-/// How much a capability weakens a container (cap-tracing.md §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Risk {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
+pub use capsa_caps::knowledge::Risk;
 
-impl Risk {
-    /// The risk of `cap`. A local copy of the levels in shared/reference/cap-tracing.md §5;
-    /// to be replaced by capsa-caps' knowledge table once it is exported.
-    pub fn of(cap: Cap) -> Risk {
-        match cap.short_name().unwrap_or("") {
-            "DAC_READ_SEARCH" | "SYS_MODULE" | "SYS_RAWIO" | "SYS_PTRACE" | "SYS_ADMIN"
-            | "SYS_BOOT" => Risk::Critical,
-            "CHOWN" | "DAC_OVERRIDE" | "FOWNER" | "SETGID" | "SETUID" | "SETPCAP" | "NET_ADMIN"
-            | "SYS_TTY_CONFIG" | "MKNOD" | "AUDIT_CONTROL" | "SETFCAP" | "MAC_OVERRIDE"
-            | "MAC_ADMIN" | "PERFMON" | "BPF" => Risk::High,
-            "FSETID" | "KILL" | "NET_RAW" | "IPC_OWNER" | "SYS_CHROOT" | "SYS_RESOURCE"
-            | "SYS_TIME" | "SYSLOG" | "AUDIT_READ" | "CHECKPOINT_RESTORE" => Risk::Medium,
-            "" => Risk::High,
-            _ => Risk::Low,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Risk::Low => "low",
-            Risk::Medium => "medium",
-            Risk::High => "high",
-            Risk::Critical => "critical",
-        }
-    }
+/// The risk of `cap` from capsa-caps' knowledge table; a capability this build has no name for
+/// is treated as high, since nothing is known to bound it.
+fn risk_of(cap: Cap) -> Risk {
+    capsa_caps::knowledge::info(cap).map_or(Risk::High, |i| i.risk)
 }
 
 /// One piece of evidence for a capability.
@@ -229,7 +200,7 @@ impl Proposal {
         n.alternatives.retain(|c| *c != to);
         n.alternatives.push(from);
         n.cap = to;
-        n.risk = Risk::of(to);
+        n.risk = risk_of(to);
         self.caps = self.needs.iter().map(|n| n.cap).collect();
         true
     }
@@ -361,7 +332,7 @@ impl DacFallback {
 fn add_need(needs: &mut BTreeMap<Cap, Need>, cap: Cap, ev: Evidence, alternative: Option<Cap>) {
     let n = needs.entry(cap).or_insert_with(|| Need {
         cap,
-        risk: Risk::of(cap),
+        risk: risk_of(cap),
         alternatives: Vec::new(),
         evidence: Vec::new(),
     });
