@@ -19,11 +19,23 @@ if [ ! -x "$CAPSA" ]; then (cd "$REPO" && cargo build --release -p capsa); fi
 
 WORK=$(mktemp -d /tmp/capsa-bench-run-XXXXXX)
 CTD_PID=
+# Removes a cgroup left by podman or containerd under NAME in every hierarchy (deepest first;
+# rmdir only removes empty cgroups, so nothing still in use is touched).
+remove_cgroup() {
+  for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+    [ -d "$h$1" ] && find "$h$1" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
+  return 0
+}
+CG_PARENT="capsa-bench-podman-$$"
+CTD_NS="capsa-bench-$$"
 cleanup() {
   [ -n "$CTD_PID" ] && kill "$CTD_PID" 2>/dev/null && wait "$CTD_PID" 2>/dev/null || true
   podman --root "$WORK/podman-root" --runroot "$WORK/podman-run" rm -af >/dev/null 2>&1 || true
   podman --root "$WORK/podman-root" --runroot "$WORK/podman-run" system reset -f >/dev/null 2>&1 || true
   grep -o "$WORK[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  remove_cgroup "$CG_PARENT"
+  remove_cgroup "$CTD_NS"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -66,11 +78,11 @@ containerd --config "$WORK/ctd.toml" >"$WORK/containerd.log" 2>&1 &
 CTD_PID=$!
 for _ in $(seq 50); do [ -S "$WORK/ctd.sock" ] && break; sleep 0.1; done
 sleep 2 # let containerd finish starting up before anything is measured
-CTR="ctr --address $WORK/ctd.sock --namespace capsa-bench"
+CTR="ctr --address $WORK/ctd.sock --namespace $CTD_NS"
 
 hyperfine --warmup "$WARMUP" --runs "$RUNS" --export-json "$WORK/run.json" \
   -n capsa "$CAPSA run --rm bench:1 true" \
-  -n "podman (runc)" "$PODMAN run --rm --network none $PODMAN_ULIMITS localhost/bench:1 true" \
+  -n "podman (runc)" "$PODMAN run --rm --network none --cgroup-parent=/$CG_PARENT $PODMAN_ULIMITS localhost/bench:1 true" \
   -n "ctr (runc)" "$CTR run --rm --rootfs $R bench-\$\$ /bin/true"
 
 python3 - "$WORK/run.json" <<'PY'

@@ -26,6 +26,15 @@ if [ ! -x "$CAPSA" ]; then (cd "$REPO" && cargo build --release -p capsa); fi
 WORK=$(mktemp -d /tmp/capsa-bench-userns-XXXXXX)
 SUBLINE="containers:3000000:1000000"
 ADDED_SUB=
+# Removes a cgroup left by podman or containerd under NAME in every hierarchy (deepest first;
+# rmdir only removes empty cgroups, so nothing still in use is touched).
+remove_cgroup() {
+  for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+    [ -d "$h$1" ] && find "$h$1" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
+  return 0
+}
+CG_PARENT="capsa-bench-podman-$$"
 cleanup() {
   podman --root "$WORK/podman-root" --runroot "$WORK/podman-run" rm -af >/dev/null 2>&1 || true
   podman --root "$WORK/podman-root" --runroot "$WORK/podman-run" system reset -f >/dev/null 2>&1 || true
@@ -36,6 +45,7 @@ cleanup() {
   if [ -n "$ADDED_SUB" ]; then
     sed -i "/^${SUBLINE}\$/d" /etc/subuid /etc/subgid
   fi
+  remove_cgroup "$CG_PARENT"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -72,8 +82,8 @@ hyperfine --warmup "$WARMUP" --runs "$RUNS" --export-json "$WORK/userns.json" \
   -n capsa "$CAPSA run --rm bench:1 true" \
   -n "capsa remap" "$CAPSA run --rm --userns-remap=default bench:1 true" \
   -n "capsa auto" "$CAPSA run --rm --userns=auto bench:1 true" \
-  -n "podman" "$PODMAN run --rm --network none $PODMAN_ULIMITS localhost/bench:1 true" \
-  -n "podman auto" "$PODMAN run --rm --network none --userns=auto $PODMAN_ULIMITS localhost/bench:1 true"
+  -n "podman" "$PODMAN run --rm --network none --cgroup-parent=/$CG_PARENT $PODMAN_ULIMITS localhost/bench:1 true" \
+  -n "podman auto" "$PODMAN run --rm --network none --cgroup-parent=/$CG_PARENT --userns=auto $PODMAN_ULIMITS localhost/bench:1 true"
 
 python3 - "$WORK/userns.json" <<'PY'
 import json, sys
