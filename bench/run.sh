@@ -9,24 +9,11 @@
 set -euo pipefail
 
 RUNS=${1:-30}
-WARMUP=${WARMUP:-3}
-HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$HERE/.." && pwd)
-CAPSA=${CAPSA:-$REPO/target/release/capsa}
-[ "$(id -u)" = 0 ] || { echo "run.sh: needs root" >&2; exit 1; }
-command -v hyperfine >/dev/null || { echo "run.sh: hyperfine is not installed" >&2; exit 1; }
-if [ ! -x "$CAPSA" ]; then (cd "$REPO" && cargo build --release -p capsa); fi
+. "$(dirname "$0")/lib.sh"
+bench_setup run.sh
 
 WORK=$(mktemp -d /tmp/capsa-bench-run-XXXXXX)
 CTD_PID=
-# Removes a cgroup left by podman or containerd under NAME in every hierarchy (deepest first;
-# rmdir only removes empty cgroups, so nothing still in use is touched).
-remove_cgroup() {
-  for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
-    [ -d "$h$1" ] && find "$h$1" -depth -type d -exec rmdir {} \; 2>/dev/null
-  done
-  return 0
-}
 CG_PARENT="capsa-bench-podman-$$"
 CTD_NS="capsa-bench-$$"
 cleanup() {

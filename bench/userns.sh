@@ -15,25 +15,12 @@
 set -euo pipefail
 
 RUNS=${1:-30}
-WARMUP=${WARMUP:-3}
-HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$HERE/.." && pwd)
-CAPSA=${CAPSA:-$REPO/target/release/capsa}
-[ "$(id -u)" = 0 ] || { echo "userns.sh: needs root" >&2; exit 1; }
-command -v hyperfine >/dev/null || { echo "userns.sh: hyperfine is not installed" >&2; exit 1; }
-if [ ! -x "$CAPSA" ]; then (cd "$REPO" && cargo build --release -p capsa); fi
+. "$(dirname "$0")/lib.sh"
+bench_setup userns.sh
 
 WORK=$(mktemp -d /tmp/capsa-bench-userns-XXXXXX)
 SUBLINE="containers:3000000:1000000"
 ADDED_SUB=
-# Removes a cgroup left by podman or containerd under NAME in every hierarchy (deepest first;
-# rmdir only removes empty cgroups, so nothing still in use is touched).
-remove_cgroup() {
-  for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
-    [ -d "$h$1" ] && find "$h$1" -depth -type d -exec rmdir {} \; 2>/dev/null
-  done
-  return 0
-}
 CG_PARENT="capsa-bench-podman-$$"
 cleanup() {
   podman --root "$WORK/podman-root" --runroot "$WORK/podman-run" rm -af >/dev/null 2>&1 || true
