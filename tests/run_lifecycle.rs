@@ -179,6 +179,80 @@ fn init_reaper_is_pid_1() {
     assert!(env.ids().is_empty());
 }
 
+/// `--init` runs capsa from binds of its binary, loader and libc. A container holding
+/// CAP_SYS_ADMIN can remount a read-only bind read-write, so the binds must be per-container
+/// copies: the host's capsa and libc (CVE-2019-5736 class) stay out of reach.
+#[test]
+fn init_binds_are_copies_not_host_files() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(env) = env() else { return };
+    let host_exe = std::fs::metadata(&env.bin).unwrap();
+    let libc = std::fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
+    let host_libc = std::fs::metadata(&libc).unwrap();
+    let before = std::fs::read(&env.bin).unwrap();
+    let out = env.capsa(&[
+        "run",
+        "--rm",
+        "--init",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--security-opt",
+        "seccomp=unconfined",
+        IMAGE,
+        "sh",
+        "-c",
+        "stat -c '%d %i' /.capsa-init/capsa /.capsa-init/lib/libc.so.6",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let seen: Vec<(u64, u64)> = text
+        .lines()
+        .map(|l| {
+            let mut f = l.split_whitespace().map(|x| x.parse::<u64>().unwrap());
+            (f.next().unwrap(), f.next().unwrap())
+        })
+        .collect();
+    assert_eq!(seen.len(), 2, "{text}");
+    assert_ne!(
+        seen[0],
+        (host_exe.dev(), host_exe.ino()),
+        "the host binary is bound in"
+    );
+    assert_ne!(
+        seen[1],
+        (host_libc.dev(), host_libc.ino()),
+        "the host libc is bound in"
+    );
+    // The attack itself: remount the bind read-write and write through it.
+    let out = env.capsa(&[
+        "run",
+        "--rm",
+        "--init",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--security-opt",
+        "seccomp=unconfined",
+        IMAGE,
+        "sh",
+        "-c",
+        "mount -o remount,bind,rw /.capsa-init/capsa && echo >> /.capsa-init/capsa && echo wrote",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("wrote"),
+        "the attack did not run"
+    );
+    assert_eq!(
+        std::fs::read(&env.bin).unwrap(),
+        before,
+        "the host binary changed"
+    );
+    assert!(env.ids().is_empty());
+}
+
 #[test]
 fn tty_gets_a_pty_and_logs_keep_detached_output() {
     let Some(env) = env() else { return };

@@ -6,7 +6,11 @@
 //! How it gets into the container: the spec bind-mounts, read-only under `/.capsa-init/`, the
 //! capsa binary, the host's dynamic loader and exactly the shared libraries this process has
 //! mapped (read from /proc/self/maps), and runs `ld.so --argv0 capsa-init --library-path ...`,
-//! so it works in any image, with or without a libc. Must not touch anything else in the image.
+//! so it works in any image, with or without a libc. The sources of those binds are copies in
+//! the container's own directory, never the host files: a container that holds CAP_SYS_ADMIN
+//! can remount a read-only bind read-write, and must then only reach its own copy (the
+//! CVE-2019-5736 class: a container writing the host's runtime binary, or here its libc).
+//! Must not touch anything else in the image.
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -21,8 +25,25 @@ pub struct Bind {
     pub container: String,
 }
 
-/// The binds `--init` needs: the binary, the loader, the libraries.
-pub fn binds() -> Result<Vec<Bind>> {
+/// The binds `--init` needs: the binary, the loader, the libraries, each copied first into
+/// `<container_dir>/capsa-init/` (see the module comment for why a copy).
+pub fn binds(container_dir: &Path) -> Result<Vec<Bind>> {
+    let mut out = host_files()?;
+    let copies = container_dir.join("capsa-init");
+    for b in &mut out {
+        let rel = b.container.trim_start_matches(DIR).trim_start_matches('/');
+        let copy = copies.join(rel);
+        if let Some(parent) = copy.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("mkdir", parent, e))?;
+        }
+        std::fs::copy(&b.host, &copy).map_err(|e| Error::io("copy to", &copy, e))?;
+        b.host = copy;
+    }
+    Ok(out)
+}
+
+/// The host files `--init` runs from: the binary, the loader, the libraries.
+fn host_files() -> Result<Vec<Bind>> {
     let exe = std::fs::read_link("/proc/self/exe")
         .map_err(|e| Error::io("readlink", "/proc/self/exe", e))?;
     let maps = std::fs::read_to_string("/proc/self/maps")
@@ -140,12 +161,18 @@ mod tests {
     }
 
     #[test]
-    fn binds_hold_loader_and_libc() {
-        let b = binds().unwrap();
+    fn binds_hold_loader_and_libc_as_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = binds(dir.path()).unwrap();
         assert!(b.iter().any(|b| b.container == "/.capsa-init/ld.so"));
         assert!(
             b.iter()
                 .any(|b| b.container == "/.capsa-init/lib/libc.so.6")
         );
+        // Every source is a copy inside the container's directory, never a host file.
+        for bind in &b {
+            assert!(bind.host.starts_with(dir.path()), "{bind:?}");
+            assert!(bind.host.is_file(), "{bind:?}");
+        }
     }
 }

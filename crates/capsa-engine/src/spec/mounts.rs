@@ -114,7 +114,7 @@ pub fn mounts_json(cfg: &ContainerConfig, container_dir: &Path) -> Result<Value>
         mounts.push(json!({"destination": t.destination, "type": "tmpfs", "source": "tmpfs", "options": opts}));
     }
     if cfg.init {
-        for b in crate::reaper::binds()? {
+        for b in crate::reaper::binds(container_dir)? {
             mounts.push(json!({
                 "destination": b.container, "type": "bind", "source": b.host,
                 "options": ["bind", "ro", "nosuid", "nodev"],
