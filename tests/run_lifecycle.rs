@@ -190,19 +190,23 @@ fn init_binds_are_copies_not_host_files() {
     let libc = std::fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
     let host_libc = std::fs::metadata(&libc).unwrap();
     let before = std::fs::read(&env.bin).unwrap();
-    let out = env.capsa(&[
-        "run",
-        "--rm",
-        "--init",
-        "--cap-add",
-        "SYS_ADMIN",
-        "--security-opt",
-        "seccomp=unconfined",
-        IMAGE,
-        "sh",
-        "-c",
-        "stat -c '%d %i' /.capsa-init/capsa /.capsa-init/lib/libc.so.6",
-    ]);
+    // A container with CAP_SYS_ADMIN (and mount allowed by seccomp) behind `--init`.
+    let run_admin = |script: &str| {
+        env.capsa(&[
+            "run",
+            "--rm",
+            "--init",
+            "--cap-add",
+            "SYS_ADMIN",
+            "--security-opt",
+            "seccomp=unconfined",
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+        ])
+    };
+    let out = run_admin("stat -c '%d %i' /.capsa-init/capsa /.capsa-init/lib/libc.so.6");
     assert!(
         out.status.success(),
         "{}",
@@ -228,19 +232,9 @@ fn init_binds_are_copies_not_host_files() {
         "the host libc is bound in"
     );
     // The attack itself: remount the bind read-write and write through it.
-    let out = env.capsa(&[
-        "run",
-        "--rm",
-        "--init",
-        "--cap-add",
-        "SYS_ADMIN",
-        "--security-opt",
-        "seccomp=unconfined",
-        IMAGE,
-        "sh",
-        "-c",
+    let out = run_admin(
         "mount -o remount,bind,rw /.capsa-init/capsa && echo >> /.capsa-init/capsa && echo wrote",
-    ]);
+    );
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("wrote"),
         "the attack did not run"
