@@ -460,3 +460,89 @@ e2e!(
     runc_cgroup_namespace_is_rooted_at_the_container,
     capsa_cgroup_namespace_is_rooted_at_the_container
 );
+
+/// The container's cgroup line for `controller` in /proc/PID/cgroup (`0::` for cgroup2).
+fn cgroup_of(pid: i32, controller: &str) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let hit = if controller.is_empty() {
+            list.is_empty()
+        } else {
+            list.split(',').any(|c| c == controller)
+        };
+        hit.then(|| path.to_string())
+    })
+}
+
+/// The init (created, not started) and an `exec` process are each in the container's cgroup of
+/// every hierarchy that has a limit (memory, pids, devices) and, on hosts with a cgroup2 mount,
+/// in its cgroup2 directory, and the limit applies to that cgroup. capsa's init joins its v1
+/// cgroups itself and is cloned into the cgroup2 one (cgroups::SelfJoin): this proves the join
+/// really happened, per hierarchy, as the kernel reports it.
+fn every_process_joins_every_hierarchy(rt: Runtime) {
+    require_root!();
+    let Some(r) = Runner::new(rt) else { return };
+    let mut b = Bundle::new();
+    b.args(&["sleep", "1000"]);
+    b.config["linux"]["resources"]["memory"] = serde_json::json!({"limit": 67108864});
+    b.config["linux"]["resources"]["pids"] = serde_json::json!({"limit": 64});
+    b.save();
+    let id = unique_id("join");
+    let (out, pid) = r.create(&b, &id, &[]);
+    out.assert_ok("create");
+    let want_suffix = format!("/{id}");
+    let mut controllers = vec!["memory", "pids", "devices"];
+    if Path::new("/sys/fs/cgroup/unified").is_dir()
+        || Path::new("/sys/fs/cgroup/cgroup.procs").exists()
+    {
+        controllers.push("");
+    }
+    let check = |pid: i32, who: &str| {
+        for c in &controllers {
+            let path = cgroup_of(pid, c)
+                .unwrap_or_else(|| panic!("{who} {pid}: no {c:?} line in /proc/{pid}/cgroup"));
+            assert!(
+                path.ends_with(&want_suffix),
+                "{who} {pid} is in {path:?} for {c:?}, not the container's cgroup"
+            );
+        }
+    };
+    check(pid, "init");
+    let mem = cgroup_of(pid, "memory").unwrap_or_default();
+    if let Ok(limit) =
+        fs::read_to_string(format!("/sys/fs/cgroup/memory{mem}/memory.limit_in_bytes"))
+    {
+        assert_eq!(
+            limit.trim(),
+            "67108864",
+            "memory limit of the init's cgroup {mem}"
+        );
+    }
+    r.cmd(&["start", &id]).assert_ok("start");
+    let pid_file = r.scratch().join("join-exec.pid");
+    let out = r.cmd(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        pid_file.to_str().unwrap_or_default(),
+        &id,
+        "sleep",
+        "999",
+    ]);
+    out.assert_ok("exec --detach");
+    let tenant: i32 = fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("exec wrote no pid file: {out}"));
+    r.own_pid(tenant);
+    check(tenant, "exec process");
+    r.cmd(&["delete", "--force", &id])
+        .assert_ok("delete --force");
+}
+e2e!(
+    every_process_joins_every_hierarchy,
+    runc_every_process_joins_every_hierarchy,
+    capsa_every_process_joins_every_hierarchy
+);

@@ -5,7 +5,7 @@
 //! state store. Runs in a freshly cloned single-threaded process: no threads, no async.
 //!
 //! Order for the init (runc's standard init, with mounts done before pivot through fds):
-//! non-dumpable → [join/unshare/fork] → wait GO → [wait JOINED, new cgroup namespace] → rslave,
+//! non-dumpable → [join/unshare/fork] → join own v1 cgroups → wait GO → [wait JOINED, new cgroup namespace] → rslave,
 //! root attached (host paths looked up with the host credentials) → [become root of a new user
 //! namespace] → [overlay root] → setsid → keyring → mounts, devices, console, masked/readonly
 //! paths → [wait JOINED: in our cgroups] → [HOOKS: the runtime runs prestart/createRuntime, we
@@ -15,6 +15,7 @@
 //! up the executable and refuse our own binary → [seccomp if nnp] → READY → exec.fifo →
 //! startContainer hooks → execve.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -24,6 +25,7 @@ use rustix::fs::{Mode, OFlags};
 use super::namespaces::NsPlan;
 use super::sync::{Channel, Msg};
 use super::{InitRequest, Step, StepError, exe_guard, namespaces, sys};
+use crate::cgroups::SelfJoin;
 use crate::{console, rootfs, security};
 
 /// What both kinds of container process need after namespaces are set up.
@@ -38,6 +40,9 @@ pub struct Common<'a> {
     pub proc: OwnedFd,
     /// (dev, ino) of our own binary, refused as an exec target (CVE-2019-5736).
     pub self_exe: (u64, u64),
+    /// The v1 `tasks` files the process writes `0` to, to join its cgroups itself (taken, used
+    /// and closed by `join_own_cgroups`; `cgroups::SelfJoin` says why).
+    pub cgroup_join: Cell<Option<SelfJoin>>,
 }
 
 impl<'a> Common<'a> {
@@ -46,6 +51,7 @@ impl<'a> Common<'a> {
         console: Option<OwnedFd>,
         seccomp: Option<&'a crate::seccomp::SeccompFilter>,
         preserve_fds: u32,
+        cgroup_join: Option<SelfJoin>,
     ) -> Step<Self> {
         let proc = rustix::fs::open(
             "/proc",
@@ -62,6 +68,7 @@ impl<'a> Common<'a> {
             preserve_fds,
             proc,
             self_exe: (st.st_dev, st.st_ino),
+            cgroup_join: Cell::new(cgroup_join),
         })
     }
 }
@@ -115,6 +122,7 @@ fn run_init(ctx: &InitCtx, chan: &Channel, fast: bool) -> Step<Infallible> {
     if !fast {
         become_container_process(&ctx.ns, chan)?;
     }
+    join_own_cgroups(&ctx.common)?;
     wait_go(chan)?;
     if ctx.ns.cgroup_ns_after_join {
         // The new cgroup namespace is rooted at our cgroups once we are in them, and the
@@ -158,6 +166,7 @@ fn run_init(ctx: &InitCtx, chan: &Channel, fast: bool) -> Step<Infallible> {
 fn run_tenant(ctx: &TenantCtx, chan: &Channel) -> Step<Infallible> {
     first_steps()?;
     become_container_process(&ctx.ns, chan)?;
+    join_own_cgroups(&ctx.common)?;
     wait_go(chan)?;
     wait_joined(chan)?;
     new_session()?;
@@ -204,6 +213,23 @@ fn become_container_process(ns: &NsPlan, chan: &Channel) -> Step {
     }
     let _ = chan.send(&Msg::Pid(pid));
     sys::exit_now(0)
+}
+
+/// Joins the container's v1 cgroups from inside, before any container code can run or fork
+/// (the runtime adds the v2 part: by CLONE_INTO_CGROUP, or by `cgroup.procs`), and closes the
+/// host cgroupfs handles. We are single-threaded, so moving this thread moves the process.
+fn join_own_cgroups(c: &Common) -> Step {
+    if let Some(join) = c.cgroup_join.take() {
+        join.join_v1_self().map_err(|e| {
+            StepError::sys(
+                "join",
+                "the container's v1 cgroups (writing 0 to their tasks files)",
+                e,
+                "cgroups need root",
+            )
+        })?;
+    }
+    Ok(())
 }
 
 fn wait_joined(chan: &Channel) -> Step {

@@ -5,7 +5,7 @@
 //! store: `container` does that with the pid we return.
 
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -33,18 +33,21 @@ pub fn spawn(req: &InitRequest) -> Result<Spawned, InitError> {
 }
 
 fn spawn_init(req: &InitRequest, fifo: &Path) -> Result<Spawned, InitError> {
-    let ctx = prepare_init(req, fifo)?;
+    let (join, v2_dir) = open_cgroup_join(req.cgroup)?;
+    let ctx = prepare_init(req, fifo, join)?;
     let (ours, theirs) = sync::pair()?;
     let fast = ctx.ns.joins.is_empty();
     let flags = if fast { ctx.ns.new_flags } else { 0 };
-    let first = super::sys::clone_fork(flags)
-        .map_err(|e| StepError::sys("clone", "the container init", e, clone_hint(flags)))?;
+    // The fast path's clone makes the init itself, so it can be born in the v2 cgroup.
+    let (first, in_v2) = clone_init(flags, v2_dir.as_ref().filter(|_| fast))?;
     if first == 0 {
         drop(ours);
         child::init_main(&ctx, &theirs, fast)
     }
     drop(theirs);
-    let pid = drive(&ours, first, &ctx.ns, fast, req.cgroup)?;
+    drop(v2_dir);
+    let cgroup = req.cgroup.map(|cg| (cg, in_v2));
+    let pid = drive(&ours, first, &ctx.ns, fast, cgroup)?;
     let mut got = ours.recv();
     if let (Some(hooks), Ok(Msg::Hooks)) = (req.runtime_hooks, &got) {
         run_runtime_hooks(&ours, pid, hooks)?;
@@ -67,6 +70,38 @@ fn run_runtime_hooks(
     chan.send(&Msg::Resume).map_err(|e| kill_reap(pid, None, e))
 }
 
+/// Opens the handles of the cgroup join (`cgroups::SelfJoin`): the v1 part goes to the child,
+/// the v2 directory (if any) is used by `clone_init`.
+fn open_cgroup_join(
+    cgroup: Option<&crate::cgroups::Cgroup>,
+) -> Step<(Option<crate::cgroups::SelfJoin>, Option<OwnedFd>)> {
+    let Some(cg) = cgroup else {
+        return Ok((None, None));
+    };
+    let mut join = cg
+        .open_self_join()
+        .map_err(|e| StepError::msg(format!("cannot join the cgroup: {e}")))?;
+    let v2 = join.v2_dir.take();
+    Ok((Some(join), v2))
+}
+
+/// Clones the init; with a cgroup2 directory, into it (`clone3`). Returns the pid (0 in the
+/// child) and whether the child is already in the v2 cgroup. A kernel without clone3 or
+/// CLONE_INTO_CGROUP (before 5.7) gets a plain clone, and `drive` moves the child.
+fn clone_init(flags: u64, v2_dir: Option<&OwnedFd>) -> Step<(i32, bool)> {
+    let err = |e| StepError::sys("clone", "the container init", e, clone_hint(flags));
+    if let Some(dir) = v2_dir {
+        match super::sys::clone_fork_into(flags, dir.as_fd()) {
+            Ok(pid) => return Ok((pid, true)),
+            Err(rustix::io::Errno::NOSYS | rustix::io::Errno::TOOBIG) => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    super::sys::clone_fork(flags)
+        .map(|pid| (pid, false))
+        .map_err(err)
+}
+
 fn clone_hint(flags: u64) -> &'static str {
     if flags & libc::CLONE_NEWUSER as u64 != 0 {
         "are user namespaces enabled (user.max_user_namespaces)?"
@@ -77,7 +112,11 @@ fn clone_hint(flags: u64) -> &'static str {
 
 /// Everything the init needs, computed before the clone so that config errors never cost a fork
 /// and the child allocates little.
-fn prepare_init<'a>(req: &'a InitRequest<'a>, fifo: &Path) -> Step<InitCtx<'a>> {
+fn prepare_init<'a>(
+    req: &'a InitRequest<'a>,
+    fifo: &Path,
+    join: Option<crate::cgroups::SelfJoin>,
+) -> Step<InitCtx<'a>> {
     let process = req
         .spec
         .process()
@@ -94,7 +133,7 @@ fn prepare_init<'a>(req: &'a InitRequest<'a>, fifo: &Path) -> Step<InitCtx<'a>> 
     let hostname = req.spec.hostname().as_ref().map(|h| h.as_bytes().to_vec());
     Ok(InitCtx {
         req,
-        common: child::Common::new(plan, console, req.seccomp, req.preserve_fds)?,
+        common: child::Common::new(plan, console, req.seccomp, req.preserve_fds, join)?,
         ns,
         rootfs,
         detached,
@@ -157,13 +196,15 @@ fn make_fifo(fifo: &Path) -> Step {
         .map_err(|e| StepError::sys("chmod", fifo.display(), e, ""))
 }
 
-/// Drive the protocol up to `Joined`: write maps, learn the final pid, `Go`, join the cgroup.
+/// Drive the protocol up to `Joined`: write maps, learn the final pid, `Go`, join the v2 cgroup
+/// unless the child was cloned into it (`cgroup` = the cgroup and that flag; the child joins
+/// its v1 hierarchies itself).
 fn drive(
     chan: &Channel,
     first: i32,
     ns: &NsPlan,
     fast: bool,
-    cgroup: Option<&crate::cgroups::Cgroup>,
+    cgroup: Option<(&crate::cgroups::Cgroup, bool)>,
 ) -> Result<i32, InitError> {
     let mut pid = first;
     if fast {
@@ -187,19 +228,20 @@ fn drive(
             }
         }
     }
-    // GO before the cgroup join: the first cgroup.procs write after a quiet period waits for an
-    // RCU grace period (the writer side of cgroup_threadgroup_rwsem, a percpu rwsem; 7-20 ms
-    // measured here), and the init's rootfs work needs no cgroup. It waits for JOINED before
-    // anything that must run inside its cgroups (child.rs `wait_joined`).
+    // GO before a v2 cgroup.procs write: the first such write after a quiet period waits for an
+    // RCU grace period (the writer side of cgroup_threadgroup_rwsem; 7-20 ms measured here;
+    // cgroups::SelfJoin), and the init's rootfs work needs no cgroup. It waits for JOINED
+    // before anything that must run inside its cgroups (child.rs `wait_joined`).
     chan.send(&Msg::Go).map_err(|e| kill_reap(pid, None, e))?;
-    if let Some(cg) = cgroup {
-        cg.add_task(pid).map_err(|e| {
-            kill_reap(
-                pid,
-                None,
-                StepError::msg(format!("cannot join the cgroup: {e}")),
-            )
-        })?;
+    if let Some((cg, false)) = cgroup {
+        cg.add_task_version(pid, crate::cgroups::Version::V2)
+            .map_err(|e| {
+                kill_reap(
+                    pid,
+                    None,
+                    StepError::msg(format!("cannot join the cgroup: {e}")),
+                )
+            })?;
     }
     if chan.send(&Msg::Joined).is_err() {
         // The child failed meanwhile: its error is still queued on our end.
@@ -311,8 +353,11 @@ pub fn spawn_tenant(req: &ExecRequest) -> Result<Spawned, InitError> {
     let plan = security::ProcessPlan::new(req.process)?;
     let console = open_console(req.console_socket, plan.terminal)?;
     let ns = namespaces::plan_tenant(req.spec, req.init_pid)?;
+    // A tenant is made by the intermediate (after setns), not by us: no CLONE_INTO_CGROUP; the
+    // v2 directory is joined by cgroup.procs in `drive`.
+    let (join, _) = open_cgroup_join(req.cgroup)?;
     let ctx = TenantCtx {
-        common: child::Common::new(plan, console, req.seccomp, req.preserve_fds)?,
+        common: child::Common::new(plan, console, req.seccomp, req.preserve_fds, join)?,
         ns,
     };
     let (ours, theirs) = sync::pair()?;
@@ -323,7 +368,13 @@ pub fn spawn_tenant(req: &ExecRequest) -> Result<Spawned, InitError> {
         child::tenant_main(&ctx, &theirs)
     }
     drop(theirs);
-    let pid = drive(&ours, first, &ctx.ns, false, req.cgroup)?;
+    let pid = drive(
+        &ours,
+        first,
+        &ctx.ns,
+        false,
+        req.cgroup.map(|cg| (cg, false)),
+    )?;
     // The socket is CLOEXEC: EOF means the exec succeeded; an error arrives as a message.
     match ours.recv() {
         Ok(Msg::Eof) => Ok(Spawned { pid }),
