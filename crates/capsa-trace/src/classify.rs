@@ -120,6 +120,29 @@ const PROBES: &[(&str, ProbeReason)] = &[
     ("in_group_or_capable", ProbeReason::SgidStrip),
 ];
 
+/// The frames that make a CAP_SYS_ADMIN check an overcommit probe (the BPF program looks for
+/// them in its short stack, [`crate::bpf::progs`]).
+pub fn overcommit_frames() -> impl Iterator<Item = &'static str> {
+    PROBES
+        .iter()
+        .filter(|(_, r)| *r == ProbeReason::Overcommit)
+        .map(|(f, _)| *f)
+}
+
+/// Whether a stack was taken in interrupt context: it runs through a hardirq, softirq or NMI
+/// entry (arch/x86/include/asm/idtentry.h `asm_sysvec_*`/`asm_common_interrupt`,
+/// kernel/softirq.c `handle_softirqs`). Used for BPF records, which carry no preempt_count.
+pub fn irq_stack(stack: &[String]) -> bool {
+    stack.iter().any(|f| {
+        matches!(
+            f.as_str(),
+            "handle_softirqs" | "__do_softirq" | "exc_nmi" | "asm_exc_nmi" | "common_interrupt"
+        ) || f.starts_with("asm_sysvec_")
+            || f.starts_with("sysvec_")
+            || f == "asm_common_interrupt"
+    })
+}
+
 /// The first frame after the capability machinery: the kernel path that asked. The tracing
 /// glue is skipped too: with more than one probe on the tracepoint (two recordings at once)
 /// the kernel calls them through `__traceiter_cap_capable`.

@@ -153,6 +153,14 @@ impl Symbols {
             .map(|&(a, off, len)| (a, &self.names[off as usize..(off + len) as usize]))
     }
 
+    /// `[start, end)` of function `name`: its address up to the next symbol's.
+    pub fn range(&self, name: &str) -> Option<(u64, u64)> {
+        let i = self.iter().position(|(_, n)| n == name)?;
+        let start = self.table[i].0;
+        let end = self.table.get(i + 1).map(|e| e.0).unwrap_or(start + 1);
+        Some((start, end))
+    }
+
     /// Whether the table holds real addresses (kptr_restrict lets us see them).
     pub fn usable(&self) -> bool {
         !self.table.is_empty()
@@ -204,6 +212,11 @@ mod tests {
         assert_eq!(s.name(0xffff_ffff_8100_0250), "cap_capable");
         assert_eq!(s.name(0xffff_ffff_8100_0300), "inet_create");
         assert_eq!(s.name(0x10), "0x10");
+        assert_eq!(
+            s.range("cap_capable"),
+            Some((0xffff_ffff_8100_0100, 0xffff_ffff_8100_0300))
+        );
+        assert_eq!(s.range("nope"), None);
         let want = ["_stext".to_string()];
         assert_eq!(&*s.stack(&[0xffff_ffff_8100_0001]), &want);
         // The second time from the cache.

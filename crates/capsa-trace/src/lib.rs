@@ -8,6 +8,7 @@
 //! Use: gate a process before its exec, [`Recorder::start`] on its host pid, release it, wait,
 //! [`Recorder::stop`], then [`Proposal::from_recording`].
 
+pub mod bpf;
 pub mod classify;
 pub mod event;
 pub mod filecaps;

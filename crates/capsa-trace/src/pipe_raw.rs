@@ -20,8 +20,9 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use crate::TraceError;
+use crate::bpf::Capture;
 use crate::event::Header;
-use crate::kallsyms::{KALLSYMS, Symbols};
+use crate::kallsyms::Symbols;
 use crate::rawevent::{Decoder, RawEvent};
 use crate::recording::Aggregator;
 use crate::ringbuf::{self, PageLayout};
@@ -36,6 +37,9 @@ const ORDER_MARGIN: Duration = Duration::from_millis(10);
 /// The raw pipes of one instance, opened before tracing is switched on.
 pub struct RawPipes {
     cpus: Vec<Cpu>,
+    symbols: Symbols,
+    /// The BPF side's CAP_SYS_ADMIN records, drained in the same rounds.
+    bpf: Option<Capture>,
     layout: PageLayout,
     decoder: Decoder,
     page_size: usize,
@@ -55,6 +59,8 @@ struct Timed {
     cpu: u32,
     event: RawEvent,
     stack: Vec<u64>,
+    /// From the BPF ring (no interrupt flag: it is read from the stack instead).
+    bpf: bool,
 }
 
 fn cpu_number(name: &str) -> Option<u32> {
@@ -67,7 +73,11 @@ impl RawPipes {
     /// The sub-buffer size is left at the kernel's default (one page): a read returns one
     /// sub-buffer, ~750 reads for 2000 execs of /bin/true, which costs little, while writing
     /// `buffer_subbuf_size_kb` reallocates the buffer (20-25 ms at setup, docs/performance.md).
-    pub fn open(dir: &Path) -> Result<RawPipes, TraceError> {
+    pub fn open(
+        dir: &Path,
+        symbols: Symbols,
+        bpf: Option<Capture>,
+    ) -> Result<RawPipes, TraceError> {
         let header = dir.join("events/header_page");
         let text = read_once(&header)?;
         let layout = PageLayout::parse(&text).ok_or(TraceError::Format { path: header })?;
@@ -100,6 +110,8 @@ impl RawPipes {
         }
         Ok(RawPipes {
             cpus,
+            symbols,
+            bpf,
             layout,
             decoder,
             page_size,
@@ -108,7 +120,8 @@ impl RawPipes {
 
     /// Reads until told to stop, then drains what is left, closes the pipes and says so on
     /// `closed` (the instance can be removed from then on, while the last events are named).
-    /// Returns the aggregator and the events the sub-buffer headers said were lost. Between
+    /// Returns the aggregator, the events the sub-buffer headers said were lost, and the
+    /// records and forks the BPF side lost. Between
     /// reads it parks for `pause`; [`std::thread::Thread::unpark`] ends the pause early.
     pub fn read_loop(
         mut self,
@@ -116,11 +129,8 @@ impl RawPipes {
         stop: Arc<AtomicBool>,
         pause: Duration,
         closed: Sender<()>,
-    ) -> Result<(Aggregator, u64), TraceError> {
-        // Loaded first, while the workload starts: reading /proc/kallsyms costs the kernel tens
-        // of milliseconds, which must not land after the workload ends.
-        let mut symbols =
-            Symbols::load().map_err(|e| TraceError::io("read", Path::new(KALLSYMS), e))?;
+    ) -> Result<(Aggregator, u64, u64), TraceError> {
+        let mut symbols = std::mem::take(&mut self.symbols);
         let mut page = vec![0u8; self.page_size];
         let mut queue: Vec<Timed> = Vec::new();
         let mut missed = 0;
@@ -128,9 +138,13 @@ impl RawPipes {
             let stopping = stop.load(Ordering::Acquire);
             let started = Instant::now();
             let mut got = false;
+            if stopping && let Some(b) = &mut self.bpf {
+                b.detach();
+            }
             for i in 0..self.cpus.len() {
                 got |= self.drain_cpu(i, &mut page, &mut queue, &mut missed)?;
             }
+            got |= self.drain_bpf(&mut queue);
             if stopping && !got {
                 // Empty after the stop flag was set, with tracing already off: drained.
                 break;
@@ -145,9 +159,33 @@ impl RawPipes {
             queue.extend(c.check.take());
         }
         self.cpus.clear();
+        // Dropping the capture closes the programs and maps (nothing is pinned).
+        let bpf_lost = self.bpf.take().map(|b| b.lost()).unwrap_or(0);
         let _ = closed.send(());
         feed(&mut agg, &mut queue, u64::MAX, &mut symbols);
-        Ok((agg, missed))
+        Ok((agg, missed, bpf_lost))
+    }
+
+    /// Queues the BPF ring's records. Returns whether there were any.
+    fn drain_bpf(&mut self, queue: &mut Vec<Timed>) -> bool {
+        let Some(b) = &mut self.bpf else {
+            return false;
+        };
+        let n = b.drain(|r| {
+            queue.push(Timed {
+                ts: r.ts,
+                cpu: 0,
+                event: RawEvent::Check {
+                    pid: r.pid,
+                    interrupt: false,
+                    cap: r.cap,
+                    ret: r.ret,
+                },
+                stack: r.stack,
+                bpf: true,
+            })
+        });
+        n > 0
     }
 
     /// Reads one CPU's pipe until it is empty. Returns whether anything was read.
@@ -245,6 +283,7 @@ fn pair(c: &mut Cpu, ts: u64, event: RawEvent, queue: &mut Vec<Timed>) {
                 cpu: c.cpu,
                 event,
                 stack: Vec::new(),
+                bpf: false,
             });
         }
         other => {
@@ -254,6 +293,7 @@ fn pair(c: &mut Cpu, ts: u64, event: RawEvent, queue: &mut Vec<Timed>) {
                 cpu: c.cpu,
                 event: other,
                 stack: Vec::new(),
+                bpf: false,
             });
         }
     }
@@ -284,6 +324,8 @@ fn deliver(agg: &mut Aggregator, t: Timed, symbols: &mut Symbols) {
             ret,
         } => {
             let names = symbols.stack(&t.stack);
+            // tracefs takes the flag from preempt_count; a BPF record has only its stack.
+            let interrupt = interrupt || (t.bpf && crate::classify::irq_stack(&names));
             agg.check(&header(pid, interrupt), cap, ret, &names);
         }
         RawEvent::Exec { pid, filename } => agg.exec(&header(pid, false), filename, pid),
@@ -362,6 +404,8 @@ mod tests {
         let decoder = Decoder::from_formats(Some(&cap), None, None, None, None);
         let mut pipes = RawPipes {
             cpus: vec![c0, c1],
+            symbols: Symbols::default(),
+            bpf: None,
             layout: PageLayout::default(),
             decoder: decoder.unwrap_or_else(|| panic!("decoder")),
             page_size: 4096,

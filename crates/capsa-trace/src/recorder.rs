@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::thread::JoinHandle;
 
 use crate::TraceError;
+use crate::bpf::{Capture, KernelLayout};
+use crate::kallsyms::{KALLSYMS, Symbols};
 use crate::pipe_raw::RawPipes;
 use crate::recording::{Aggregator, Recording};
 use crate::tracefs;
@@ -40,14 +43,23 @@ pub struct RecorderOptions {
     /// Read the text `trace_pipe` even when the raw pipes could be used (the fallback for hosts
     /// where /proc/kallsyms hides addresses; set it to test or measure that path).
     pub text: bool,
+    /// Take CAP_SYS_ADMIN checks with the BPF program ([`crate::bpf`]) when it can be loaded.
+    /// Off (or [`NO_BPF_ENV`] set in the environment), or when loading fails, every check gets
+    /// the tracefs `stacktrace` trigger; the report is the same, the recording slower.
+    pub bpf: bool,
 }
+
+/// Set (to anything but empty or `0`) to make every recording use the tracefs trigger only.
+pub const NO_BPF_ENV: &str = "CAPSA_TRACE_NO_BPF";
 
 impl Default for RecorderOptions {
     fn default() -> Self {
+        let no_bpf = std::env::var_os(NO_BPF_ENV).is_some_and(|v| !v.is_empty() && v != "0");
         RecorderOptions {
             rootfs: None,
             stacks: true,
             text: false,
+            bpf: !no_bpf,
         }
     }
 }
@@ -61,11 +73,13 @@ pub struct Recorder {
     reader: Option<ReaderHandle>,
     /// The reader says here when it has closed its pipes (rmdir answers EBUSY before).
     closed: Option<Receiver<()>>,
+    /// The BPF side's traced-pid map, when CAP_SYS_ADMIN checks go through BPF.
+    bpf_pids: Option<OwnedFd>,
 }
 
-/// What the reader thread returns: the aggregated events and the losses the sub-buffer headers
-/// reported.
-type ReaderResult = Result<(Aggregator, u64), TraceError>;
+/// What the reader thread returns: the aggregated events, the losses the sub-buffer headers
+/// reported, and the BPF side's losses.
+type ReaderResult = Result<(Aggregator, u64, u64), TraceError>;
 type ReaderHandle = JoinHandle<ReaderResult>;
 
 /// The events of one recording, with the filter each one gets.
@@ -96,6 +110,12 @@ impl Recorder {
                 path: proc_dir,
             });
         }
+        let raw = !opts.text && crate::kallsyms::addresses_visible();
+        // The symbol table and the BPF side's BTF facts are read while the instance is made:
+        // the BPF side needs them before anything is enabled, the raw reader needs the table.
+        let symbols = raw.then(|| std::thread::spawn(Symbols::load));
+        let kernel =
+            (raw && opts.stacks && opts.bpf).then(|| std::thread::spawn(KernelLayout::read));
         let root = tracefs::acquire_mount()?;
         if let Err(e) = tracefs::check_support(&root) {
             tracefs::release_mount(&root);
@@ -115,17 +135,28 @@ impl Recorder {
             stop,
             reader: None,
             closed: None,
+            bpf_pids: None,
         };
         // On any error below, Drop removes the half-made instance: nothing is left half-way.
-        rec.configure(pid, opts.stacks)?;
+        let symbols = match symbols.map(std::thread::JoinHandle::join) {
+            Some(Ok(s)) => Some(s.map_err(|e| TraceError::io("read", Path::new(KALLSYMS), e))?),
+            Some(Err(_)) => return Err(TraceError::ReaderPanicked),
+            None => None,
+        };
+        let capture = match (&symbols, kernel.map(std::thread::JoinHandle::join)) {
+            (Some(syms), Some(Ok(k))) => start_bpf(k.and_then(|k| Capture::start(pid, k, syms))),
+            _ => None,
+        };
+        rec.bpf_pids = capture.as_ref().and_then(|c| c.pid_map().ok());
+        rec.configure(pid, opts.stacks, capture.is_some())?;
         let agg = Aggregator::new(pid, opts.rootfs);
         let stop = rec.stop.clone();
         let pause = std::time::Duration::from_millis(READ_PAUSE_MS);
         let (closed, closed_rx) = std::sync::mpsc::channel();
         rec.closed = Some(closed_rx);
         // The pipes are opened before tracing is switched on, so nothing is missed.
-        let handle = if !opts.text && crate::kallsyms::addresses_visible() {
-            let pipes = RawPipes::open(&rec.dir)?;
+        let handle = if let Some(symbols) = symbols {
+            let pipes = RawPipes::open(&rec.dir, symbols, capture)?;
             rec.enable()?;
             spawn(&rec.dir, move || pipes.read_loop(agg, stop, pause, closed))?
         } else {
@@ -150,14 +181,28 @@ impl Recorder {
     /// Follows one more process (for example a `capsa exec` into the container). Its children
     /// are added by event-fork.
     pub fn add_pid(&self, pid: i32) -> Result<(), TraceError> {
+        if let Some(pids) = &self.bpf_pids {
+            crate::bpf::add_pid(pids, pid).map_err(|e| {
+                TraceError::io(
+                    "follow pid in",
+                    &self.dir,
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
+        }
         tracefs::write(&self.dir.join("set_event_pid"), &format!("{pid}\n"), true)
     }
 
     /// Settings in the order that matters: the pid filter before any event is enabled, because
-    /// an empty set_event_pid means every pid on the host.
-    fn configure(&self, pid: i32, stacks: bool) -> Result<(), TraceError> {
+    /// an empty set_event_pid means every pid on the host. With `bpf`, the instance uses the
+    /// `mono` clock (the one of bpf_ktime_get_ns, so that both streams merge by time; set first,
+    /// as a clock change resets the buffers) and records no CAP_SYS_ADMIN check itself.
+    fn configure(&self, pid: i32, stacks: bool, bpf: bool) -> Result<(), TraceError> {
         let d = &self.dir;
         tracefs::write(&d.join("tracing_on"), "0", false)?;
+        if bpf {
+            tracefs::write(&d.join("trace_clock"), "mono", false)?;
+        }
         tracefs::write(&d.join("options/overwrite"), "0", false)?;
         tracefs::write(&d.join("options/event-fork"), "1", false)?;
         tracefs::write(&d.join("buffer_size_kb"), BUFFER_SIZE_KB, false)?;
@@ -170,6 +215,11 @@ impl Recorder {
             });
         }
         let cap = d.join("events/capability/cap_capable");
+        if bpf {
+            // An event filter, not a trigger condition: the event is not even written, so there
+            // is nothing to pair and no stack walk (event filters run before the commit).
+            tracefs::write(&cap.join("filter"), "cap != 21", false)?;
+        }
         if stacks {
             tracefs::write(&cap.join("trigger"), "stacktrace", false)?;
         }
@@ -214,9 +264,11 @@ impl Recorder {
             None => Err(TraceError::ReaderPanicked),
         };
         off?;
-        let (agg, missed) = agg?;
+        let (agg, missed, bpf_lost) = agg?;
         removed?;
-        Ok(agg.finish(lost.max(missed)))
+        let mut rec = agg.finish(lost.max(missed) + bpf_lost);
+        rec.sys_admin_via_bpf = self.bpf_pids.is_some();
+        Ok(rec)
     }
 
     fn remove(&mut self) -> Result<(), TraceError> {
@@ -239,6 +291,23 @@ impl Drop for Recorder {
         }
         let _ = tracefs::write(&self.dir.join("tracing_on"), "0", false);
         let _ = self.remove();
+    }
+}
+
+/// The loaded BPF side, or None after saying once why not (the recording then uses the
+/// trigger for every check).
+fn start_bpf(capture: Result<Capture, crate::bpf::BpfError>) -> Option<Capture> {
+    match capture {
+        Ok(c) => Some(c),
+        Err(e) => {
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                tracing::warn!(
+                    "capsa-trace: CAP_SYS_ADMIN checks fall back to the tracefs stacktrace trigger (slower, same report): {e}"
+                )
+            });
+            None
+        }
     }
 }
 
@@ -288,7 +357,7 @@ fn read_loop(
     if !partial.is_empty() {
         agg.line(&String::from_utf8_lossy(&partial));
     }
-    Ok((agg, 0))
+    Ok((agg, 0, 0))
 }
 
 fn feed(agg: &mut Aggregator, partial: &mut Vec<u8>, data: &[u8]) {

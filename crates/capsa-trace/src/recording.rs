@@ -84,6 +84,9 @@ pub struct Recording {
     pub ignored_before_exec: u64,
     /// Whether the gated process ever exec'd (false: nothing after the gate was recorded).
     pub saw_exec: bool,
+    /// Whether CAP_SYS_ADMIN checks were taken by the BPF program (false: the tracefs trigger
+    /// took every check). The classification is the same either way.
+    pub sys_admin_via_bpf: bool,
 }
 
 #[derive(Debug, Clone, Default)]

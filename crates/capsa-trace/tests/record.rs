@@ -420,3 +420,184 @@ fn list_instances() -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// What one recording says about CAP_SYS_ADMIN.
+#[derive(Debug)]
+struct SysAdmin {
+    via_bpf: bool,
+    /// Required checks: (exe, kernel path, syscall, count).
+    required: Vec<(Option<String>, String, Option<String>, u64)>,
+    /// Denials: (exe, kernel path, count).
+    denied: Vec<(Option<String>, String, u64)>,
+    /// The overcommit probe: granted and denied counts.
+    overcommit: (u64, u64),
+}
+
+/// Records `cmd` with the BPF side on or forced off and extracts the CAP_SYS_ADMIN results.
+fn record_sys_admin(cmd: &[&str], bpf: bool) -> (SysAdmin, ExitStatus) {
+    let opts = RecorderOptions {
+        bpf,
+        ..RecorderOptions::default()
+    };
+    let (mut child, rec) = start_with(cmd, opts);
+    let status = child.wait().unwrap_or_else(|e| panic!("wait: {e}"));
+    let dir = rec.instance().to_path_buf();
+    let r = rec.stop().unwrap_or_else(|e| panic!("stop: {e}"));
+    assert!(!dir.exists(), "instance {} left behind", dir.display());
+    assert_eq!(r.lost_events, 0, "events were lost (bpf: {bpf})");
+    let p = Proposal::from_recording(&r);
+    eprintln!(
+        "bpf: {bpf}, via bpf: {}\n{}",
+        r.sys_admin_via_bpf,
+        p.render(Format::Text)
+    );
+    let admin = cap("SYS_ADMIN");
+    let mut s = SysAdmin {
+        via_bpf: r.sys_admin_via_bpf,
+        required: Vec::new(),
+        denied: Vec::new(),
+        overcommit: (0, 0),
+    };
+    for n in p.needs.iter().filter(|n| n.cap == admin) {
+        for e in &n.evidence {
+            assert!(!e.path.contains("vm_enough"), "overcommit proposed: {e:?}");
+            s.required
+                .push((e.exe.clone(), e.path.clone(), e.syscall.clone(), e.count));
+        }
+    }
+    for d in p.denials.iter().filter(|d| d.caps.contains(admin)) {
+        s.denied.push((d.exe.clone(), d.path.clone(), d.count));
+    }
+    for pr in &p.probes {
+        if pr.cap == admin && pr.reason == capsa_trace::ProbeReason::Overcommit {
+            s.overcommit = (pr.granted, pr.denied);
+        }
+    }
+    s.required.sort();
+    s.denied.sort();
+    (s, status)
+}
+
+/// Whether the BPF side can be loaded here (root with BPF and BTF); the tests that compare it
+/// with the fallback need it.
+fn bpf_available() -> bool {
+    std::path::Path::new(capsa_trace::bpf::btf::VMLINUX).exists()
+}
+
+/// Overcommit counts of two separate runs of one workload differ by a few stack-growth checks.
+fn close(a: u64, b: u64) -> bool {
+    a.abs_diff(b) * 50 <= a.max(b)
+}
+
+/// A real CAP_SYS_ADMIN need (mounting a tmpfs) is required with its kernel path, the overcommit
+/// probe is counted and never proposed, and the BPF path gives what the trigger gives.
+#[test]
+fn sys_admin_mount_is_required_and_bpf_matches_the_trigger() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    if !bpf_available() {
+        eprintln!("SKIP: no {}", capsa_trace::bpf::btf::VMLINUX);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let d = dir.path().to_string_lossy().into_owned();
+    let script = format!(
+        "mount -t tmpfs capsa-trace-test '{d}' && umount '{d}'; \
+         i=0; while [ $i -lt 50 ]; do /bin/true; i=$((i+1)); done"
+    );
+    let (with_bpf, status) = record_sys_admin(&["sh", "-c", &script], true);
+    assert!(status.success());
+    let (fallback, status) = record_sys_admin(&["sh", "-c", &script], false);
+    assert!(status.success());
+    assert!(with_bpf.via_bpf, "the BPF side did not load");
+    assert!(!fallback.via_bpf);
+    assert!(
+        with_bpf.required.iter().any(|(exe, path, sys, _)| {
+            exe.as_deref().is_some_and(|e| e.ends_with("/mount"))
+                && path == "path_mount"
+                && sys.as_deref() == Some("__x64_sys_mount")
+        }),
+        "{:?}",
+        with_bpf.required
+    );
+    assert!(with_bpf.denied.is_empty(), "{:?}", with_bpf.denied);
+    // 50 execs of true and a few more processes: about 8 probes each, all granted (root).
+    assert!(with_bpf.overcommit.0 >= 400, "{:?}", with_bpf.overcommit);
+    assert_eq!(with_bpf.required, fallback.required);
+    assert_eq!(with_bpf.denied, fallback.denied);
+    assert_eq!(with_bpf.overcommit.1, fallback.overcommit.1);
+    assert!(
+        close(with_bpf.overcommit.0, fallback.overcommit.0),
+        "{:?} vs {:?}",
+        with_bpf.overcommit,
+        fallback.overcommit
+    );
+}
+
+/// A superset without CAP_SYS_ADMIN: `unshare -m` is refused and shows as a denial (not a
+/// need), its overcommit probes are denied probes, with BPF as with the trigger.
+#[test]
+fn denied_sys_admin_is_reported_alike_with_bpf_and_the_trigger() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    if !bpf_available() {
+        eprintln!("SKIP: no {}", capsa_trace::bpf::btf::VMLINUX);
+        return;
+    }
+    let cmd = [
+        "setpriv",
+        "--bounding-set=-sys_admin",
+        "unshare",
+        "-m",
+        "true",
+    ];
+    let (with_bpf, status) = record_sys_admin(&cmd, true);
+    assert!(
+        !status.success(),
+        "unshare -m without CAP_SYS_ADMIN succeeded"
+    );
+    let (fallback, _) = record_sys_admin(&cmd, false);
+    assert!(with_bpf.via_bpf && !fallback.via_bpf);
+    assert!(with_bpf.required.is_empty(), "{:?}", with_bpf.required);
+    assert!(
+        with_bpf
+            .denied
+            .iter()
+            .any(|(_, path, _)| path == "unshare_nsproxy_namespaces"),
+        "{:?}",
+        with_bpf.denied
+    );
+    assert!(with_bpf.overcommit.1 > 0, "{:?}", with_bpf.overcommit);
+    assert_eq!(with_bpf.denied, fallback.denied);
+    assert_eq!(with_bpf.required, fallback.required);
+    assert!(close(with_bpf.overcommit.1, fallback.overcommit.1));
+    assert!(close(with_bpf.overcommit.0, fallback.overcommit.0));
+}
+
+/// The BPF programs, links and maps live in this process's file descriptors only: they are
+/// there while recording and all closed when the recording ends (nothing pinned).
+#[test]
+fn bpf_objects_are_released_when_the_recording_ends() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    if !bpf_available() {
+        eprintln!("SKIP: no {}", capsa_trace::bpf::btf::VMLINUX);
+        return;
+    }
+    let bpf_fds = || {
+        std::fs::read_dir("/proc/self/fd")
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read_link(e.path()).ok())
+                    .filter(|l| l.to_string_lossy().starts_with("anon_inode:bpf"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let before = bpf_fds();
+    let (mut child, rec) = start(&["true"]);
+    let during = bpf_fds();
+    let _ = child.wait();
+    let r = rec.stop().unwrap_or_else(|e| panic!("stop: {e}"));
+    assert!(r.sys_admin_via_bpf);
+    // 3 maps, 3 programs, 3 links, and the recorder's second handle on the pid map.
+    assert_eq!(during, before + 10, "bpf fds while recording");
+    assert_eq!(bpf_fds(), before, "bpf fds left after stop");
+}

@@ -1,4 +1,4 @@
-//! `capsa-trace-record [--format F] [--no-stacks] [--text] [-o FILE] -- CMD [ARGS...]`: records the
+//! `capsa-trace-record [--format F] [--no-stacks] [--text] [--no-bpf] [-o FILE] -- CMD [ARGS...]`: records the
 //! capability checks of one command (without a container) and prints the proposal.
 //!
 //! A helper for the overhead benchmark (bench/trace_overhead.sh) and the tests. It owns no
@@ -13,6 +13,7 @@ struct Args {
     format: Format,
     stacks: bool,
     text: bool,
+    bpf: bool,
     output: Option<String>,
     cmd: Vec<String>,
 }
@@ -22,6 +23,7 @@ fn parse_args() -> Result<Args, String> {
         format: Format::Text,
         stacks: true,
         text: false,
+        bpf: RecorderOptions::default().bpf,
         output: None,
         cmd: Vec::new(),
     };
@@ -37,6 +39,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--no-stacks" => args.stacks = false,
             "--text" => args.text = true,
+            "--no-bpf" => args.bpf = false,
             "-o" => args.output = Some(it.next().ok_or("-o needs a file")?),
             "--" => {
                 args.cmd = it.collect();
@@ -47,7 +50,7 @@ fn parse_args() -> Result<Args, String> {
     }
     if args.cmd.is_empty() {
         return Err(
-            "usage: capsa-trace-record [--format F] [--no-stacks] [--text] [-o FILE] -- CMD [ARGS...]"
+            "usage: capsa-trace-record [--format F] [--no-stacks] [--text] [--no-bpf] [-o FILE] -- CMD [ARGS...]"
                 .into(),
         );
     }
@@ -69,6 +72,7 @@ fn run(args: Args) -> Result<i32, String> {
     let opts = RecorderOptions {
         stacks: args.stacks,
         text: args.text,
+        bpf: args.bpf,
         ..RecorderOptions::default()
     };
     let recorder = match Recorder::start_with(pid, opts) {
@@ -95,6 +99,15 @@ fn run(args: Args) -> Result<i32, String> {
 }
 
 fn main() -> ExitCode {
+    // The library's warnings (such as the BPF fallback) go to stderr.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

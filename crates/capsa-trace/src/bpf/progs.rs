@@ -1,0 +1,220 @@
+//! The three raw tracepoint programs, assembled at load time with this kernel's argument
+//! positions (from BTF), `task_struct.pid` offset and overcommit function ranges.
+//!
+//! Owns what runs in the kernel: which checks get a short stack, which a full one, and how the
+//! traced-pid map follows forks. Pure: returns instructions; [`super::sys`] loads them.
+
+use super::insn::{Alu, Asm, AsmError, Cond, Helper, Insn, R0, R1, R2, R3, R4, R6, R7, R8, R9};
+use super::insn::{FP, Size};
+use super::record::{HEADER, KIND_FULL, KIND_SHORT};
+
+/// CAP_SYS_ADMIN: the only capability the BPF side handles; tracefs keeps the others.
+pub const CAP_SYS_ADMIN: i32 = 21;
+/// Frames of the short stack. The walk starts in the BPF glue (the program, `bpf_trace_run5`,
+/// `__bpf_trace_cap_capable`), then `cap_capable` and its caller: the overcommit caller
+/// (`security_vm_enough_memory_mm`) is the 5th-6th frame on Linux 6.18. A few spare frames
+/// cost little: the unwinder stops when the buffer is full.
+pub const SHORT_FRAMES: usize = 6;
+/// Frames of a full stack (the `stacktrace` trigger has no limit; real paths are 10-30 deep).
+pub const FULL_FRAMES: usize = 64;
+
+/// Where things are: argument indexes in the raw tracepoint's `u64 args[]`.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub cap_arg: usize,
+    pub ret_arg: usize,
+    pub fork_child_arg: usize,
+    pub free_task_arg: usize,
+    /// Byte offset of `pid` in `struct task_struct`.
+    pub pid_offset: i32,
+    /// `[start, end)` of the functions whose presence makes a check an overcommit probe.
+    pub probe_ranges: Vec<(u64, u64)>,
+}
+
+/// Map file descriptors the programs refer to.
+#[derive(Debug, Clone, Copy)]
+pub struct Maps {
+    pub pids: i32,
+    pub events: i32,
+    pub lost: i32,
+}
+
+fn arg_off(i: usize) -> i16 {
+    (8 * i) as i16
+}
+
+// Stack slots of the cap program.
+const PID_SLOT: i16 = -8;
+const TS_SLOT: i16 = -16;
+const LOST_KEY_SLOT: i16 = -24;
+const BUF: i16 = -24 - 8 * SHORT_FRAMES as i16;
+
+/// Bumps the lost-record counter (`lost[0] += 1`) and jumps to `out`. Clobbers R0-R5.
+fn count_lost(a: &mut Asm, maps: Maps, out: super::insn::Label) {
+    a.store_imm(Size::W, FP, LOST_KEY_SLOT, 0)
+        .ld_map_fd(R1, maps.lost)
+        .mov_reg(R2, FP)
+        .alu_imm(Alu::Add, R2, LOST_KEY_SLOT as i32)
+        .call(Helper::MapLookupElem)
+        .jmp_imm(Cond::Eq, R0, 0, out)
+        .mov_imm(R1, 1)
+        .atomic_add64(R0, 0, R1)
+        .ja(out);
+}
+
+/// Writes the record header at R9: timestamp, pid, cap, ret, kind. Uses R1.
+fn header(a: &mut Asm, l: &Layout, kind: i32) {
+    a.load(Size::DW, R1, FP, TS_SLOT)
+        .store(Size::DW, R9, 0, R1)
+        .load(Size::W, R1, FP, PID_SLOT)
+        .store(Size::W, R9, 8, R1)
+        .store(Size::W, R9, 12, R7)
+        .load(Size::DW, R1, R6, arg_off(l.ret_arg))
+        .store(Size::W, R9, 16, R1)
+        .store_imm(Size::W, R9, 24, kind)
+        .store_imm(Size::W, R9, 28, 0);
+}
+
+/// `cap_capable(cred, target_ns, capable_ns, cap, ret)`: for CAP_SYS_ADMIN checks of traced
+/// pids, a short stack; a record with that stack if a frame lies in an overcommit function,
+/// else a record with the full stack.
+pub fn cap_capable(l: &Layout, maps: Maps) -> Result<Vec<Insn>, AsmError> {
+    let mut a = Asm::new();
+    let (out, full, short, lost) = (a.label(), a.label(), a.label(), a.label());
+    a.mov_reg(R6, R1)
+        .load(Size::DW, R7, R6, arg_off(l.cap_arg))
+        .jmp32_imm(Cond::Ne, R7, CAP_SYS_ADMIN, out)
+        .call(Helper::GetCurrentPidTgid)
+        .store(Size::W, FP, PID_SLOT, R0)
+        .ld_map_fd(R1, maps.pids)
+        .mov_reg(R2, FP)
+        .alu_imm(Alu::Add, R2, PID_SLOT as i32)
+        .call(Helper::MapLookupElem)
+        .jmp_imm(Cond::Eq, R0, 0, out)
+        .call(Helper::KtimeGetNs)
+        .store(Size::DW, FP, TS_SLOT, R0)
+        .mov_reg(R1, R6)
+        .mov_reg(R2, FP)
+        .alu_imm(Alu::Add, R2, BUF as i32)
+        .mov_imm(R3, 8 * SHORT_FRAMES as i32)
+        .mov_imm(R4, 0)
+        .call(Helper::GetStack)
+        .mov_reg(R8, R0);
+    // Unrolled scan: any frame in any probe range takes the short path.
+    for i in 0..SHORT_FRAMES {
+        a.load(Size::DW, R1, FP, BUF + 8 * i as i16);
+        for &(lo, hi) in &l.probe_ranges {
+            let next = a.label();
+            a.ld_imm64(R2, lo)
+                .jmp_reg(Cond::Lt, R1, R2, next)
+                .ld_imm64(R2, hi)
+                .jmp_reg(Cond::Lt, R1, R2, short)
+                .place(next);
+        }
+    }
+    a.ja(full);
+    // Full: a second, deep walk straight into the record.
+    a.place(full)
+        .ld_map_fd(R1, maps.events)
+        .mov_imm(R2, (HEADER + 8 * FULL_FRAMES) as i32)
+        .mov_imm(R3, 0)
+        .call(Helper::RingbufReserve)
+        .jmp_imm(Cond::Eq, R0, 0, lost)
+        .mov_reg(R9, R0);
+    header(&mut a, l, KIND_FULL);
+    a.mov_reg(R1, R6)
+        .mov_reg(R2, R9)
+        .alu_imm(Alu::Add, R2, HEADER as i32)
+        .mov_imm(R3, 8 * FULL_FRAMES as i32)
+        .mov_imm(R4, 0)
+        .call(Helper::GetStack)
+        .store(Size::W, R9, 20, R0)
+        .mov_reg(R1, R9)
+        .mov_imm(R2, 0)
+        .call(Helper::RingbufSubmit)
+        .ja(out);
+    // Short: the frames already taken.
+    a.place(short)
+        .ld_map_fd(R1, maps.events)
+        .mov_imm(R2, (HEADER + 8 * SHORT_FRAMES) as i32)
+        .mov_imm(R3, 0)
+        .call(Helper::RingbufReserve)
+        .jmp_imm(Cond::Eq, R0, 0, lost)
+        .mov_reg(R9, R0);
+    header(&mut a, l, KIND_SHORT);
+    a.store(Size::W, R9, 20, R8);
+    for i in 0..SHORT_FRAMES {
+        a.load(Size::DW, R1, FP, BUF + 8 * i as i16).store(
+            Size::DW,
+            R9,
+            (HEADER + 8 * i) as i16,
+            R1,
+        );
+    }
+    a.mov_reg(R1, R9)
+        .mov_imm(R2, 0)
+        .call(Helper::RingbufSubmit)
+        .ja(out);
+    a.place(lost);
+    count_lost(&mut a, maps, out);
+    a.place(out).mov_imm(R0, 0).exit();
+    a.finish()
+}
+
+/// `sched_process_fork(parent, child)`, run by the parent: a traced parent's child is traced
+/// too (what the instance's `event-fork` option does for set_event_pid).
+pub fn fork(l: &Layout, maps: Maps) -> Result<Vec<Insn>, AsmError> {
+    let mut a = Asm::new();
+    let (out, lost) = (a.label(), a.label());
+    a.mov_reg(R6, R1)
+        .call(Helper::GetCurrentPidTgid)
+        .store(Size::W, FP, -8, R0)
+        .ld_map_fd(R1, maps.pids)
+        .mov_reg(R2, FP)
+        .alu_imm(Alu::Add, R2, -8)
+        .call(Helper::MapLookupElem)
+        .jmp_imm(Cond::Eq, R0, 0, out)
+        .load(Size::DW, R3, R6, arg_off(l.fork_child_arg))
+        .alu_imm(Alu::Add, R3, l.pid_offset)
+        .mov_reg(R1, FP)
+        .alu_imm(Alu::Add, R1, -16)
+        .mov_imm(R2, 4)
+        .call(Helper::ProbeReadKernel)
+        .jmp_imm(Cond::Ne, R0, 0, lost)
+        .store_imm(Size::W, FP, -12, 1)
+        .ld_map_fd(R1, maps.pids)
+        .mov_reg(R2, FP)
+        .alu_imm(Alu::Add, R2, -16)
+        .mov_reg(R3, FP)
+        .alu_imm(Alu::Add, R3, -12)
+        .mov_imm(R4, 0)
+        .call(Helper::MapUpdateElem)
+        .jmp_imm(Cond::Ne, R0, 0, lost)
+        .ja(out);
+    a.place(lost);
+    count_lost(&mut a, maps, out);
+    a.place(out).mov_imm(R0, 0).exit();
+    a.finish()
+}
+
+/// `sched_process_free(task)`: the pid leaves the map when the task is freed, as set_event_pid
+/// drops it (the kernel's event_filter_pid_sched_process_exit runs on this tracepoint).
+pub fn free(l: &Layout, maps: Maps) -> Result<Vec<Insn>, AsmError> {
+    let mut a = Asm::new();
+    let out = a.label();
+    a.load(Size::DW, R3, R1, arg_off(l.free_task_arg))
+        .alu_imm(Alu::Add, R3, l.pid_offset)
+        .mov_reg(R1, FP)
+        .alu_imm(Alu::Add, R1, -8)
+        .mov_imm(R2, 4)
+        .call(Helper::ProbeReadKernel)
+        .jmp_imm(Cond::Ne, R0, 0, out)
+        .ld_map_fd(R1, maps.pids)
+        .mov_reg(R2, FP)
+        .alu_imm(Alu::Add, R2, -8)
+        .call(Helper::MapDeleteElem)
+        .place(out)
+        .mov_imm(R0, 0)
+        .exit();
+    a.finish()
+}
