@@ -13,9 +13,10 @@ build:
 	$(CARGO) build --workspace
 
 # Two binaries: `capsa` (the front end, which also answers to argv0 capsa-runc) and the
-# smaller `capsa-runc` that engines exec for every container operation.
+# smaller, static `capsa-runc` that engines exec for every container operation.
 release:
-	$(CARGO) build --release -p capsa -p capsa-runc
+	$(CARGO) build --release -p capsa
+	CARGO=$(CARGO) sh scripts/build-capsa-runc.sh
 
 install: release
 	install -m 0755 target/release/capsa $(PREFIX)/bin/capsa

@@ -21,9 +21,12 @@ CAPSA=${CAPSA:-$REPO/target/release/capsa-runc}
 
 [ "$(id -u)" = 0 ] || { echo "lifecycle.sh: needs root" >&2; exit 1; }
 command -v hyperfine >/dev/null || { echo "lifecycle.sh: hyperfine is not installed" >&2; exit 1; }
-if [ ! -x "$CAPSA" ]; then
-  echo "lifecycle.sh: building $CAPSA (cargo build --release -p capsa-runc)" >&2
-  (cd "$REPO" && cargo build --release -p capsa-runc)
+# The release binary is static-pie (scripts/build-capsa-runc.sh); a plain
+# `cargo build --release -p capsa-runc` would have relinked it dynamically.
+if [ ! -x "$CAPSA" ] || { [ "$CAPSA" = "$REPO/target/release/capsa-runc" ] && \
+    ! file -L "$CAPSA" | grep -q 'static-pie linked'; }; then
+  echo "lifecycle.sh: building $CAPSA (scripts/build-capsa-runc.sh)" >&2
+  sh "$REPO/scripts/build-capsa-runc.sh"
 fi
 
 WORK=$(mktemp -d /tmp/capsa-bench-XXXXXX)
@@ -89,11 +92,15 @@ ARGS=(--shell=bash --warmup "$WARMUP" --runs "$RUNS" --export-json "$JSON" --sty
 for i in "${!OK_NAMES[@]}"; do ARGS+=(-n "${OK_NAMES[$i]}" "${OK_CMDS[$i]}"); done
 hyperfine "${ARGS[@]}" >&2
 
-# Peak RSS (max over 5 runs, KiB) of each command, through GNU time.
+# Peak RSS (max over 5 runs, KiB) of each command, through GNU time. time runs inside the
+# shell, not around it: a process's peak RSS (ru_maxrss) survives exec, so timing `bash -c CMD`
+# would report bash's own ~3 MB for any command smaller than bash.
 rss() {
   local max=0 v
   for _ in 1 2 3 4 5; do
-    v=$(/usr/bin/time -f %M bash -c "$1" 2>&1 >/dev/null | tail -n1)
+    rm -f "$WORK/rss"
+    bash -c "/usr/bin/time -f %M -o '$WORK/rss' $1" >/dev/null 2>&1 || true
+    v=$(tail -n1 "$WORK/rss" 2>/dev/null)
     [[ "$v" =~ ^[0-9]+$ ]] && [ "$v" -gt "$max" ] && max=$v
   done
   echo "$max"

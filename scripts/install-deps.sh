@@ -11,7 +11,7 @@ PKGS=(
   # container images and peers
   busybox-static runc crun containerd podman skopeo umoci docker-registry uidmap
   # networking and misc used by tests
-  iproute2 iputils-ping jq psmisc hyperfine curl ca-certificates apache2-utils zstd
+  iproute2 iputils-ping jq psmisc hyperfine curl ca-certificates apache2-utils zstd file
   # user namespaces: useradd/usermod create the capsa user and its subordinate ranges
   passwd
 )
