@@ -160,7 +160,15 @@ impl RawPipes {
         }
         self.cpus.clear();
         // Dropping the capture closes the programs and maps (nothing is pinned).
-        let bpf_lost = self.bpf.take().map(|b| b.lost()).unwrap_or(0);
+        let bpf = self.bpf.take().map(|b| {
+            tracing::debug!(
+                "capsa-trace: BPF records (probes without a walk, with a walk, full): {:?}",
+                b.counts()
+            );
+            (b.lost(), b.counts()[0])
+        });
+        let (bpf_lost, fast) = bpf.unwrap_or((0, 0));
+        agg.set_bpf_fast_probes(fast);
         let _ = closed.send(());
         feed(&mut agg, &mut queue, u64::MAX, &mut symbols);
         Ok((agg, missed, bpf_lost))

@@ -143,12 +143,16 @@ impl Recorder {
             Some(Err(_)) => return Err(TraceError::ReaderPanicked),
             None => None,
         };
-        let capture = match (&symbols, kernel.map(std::thread::JoinHandle::join)) {
+        let kernel = kernel.map(std::thread::JoinHandle::join);
+        rec.configure(pid, kernel.is_some())?;
+        // After the tracefs probe is on cap_capable: the BPF side measures the stack layout of
+        // the recording's tracepoint glue.
+        let capture = match (&symbols, kernel) {
             (Some(syms), Some(Ok(k))) => start_bpf(k.and_then(|k| Capture::start(pid, k, syms))),
             _ => None,
         };
+        rec.set_stacks(opts.stacks, capture.is_some())?;
         rec.bpf_pids = capture.as_ref().and_then(|c| c.pid_map().ok());
-        rec.configure(pid, opts.stacks, capture.is_some())?;
         let agg = Aggregator::new(pid, opts.rootfs);
         let stop = rec.stop.clone();
         let pause = std::time::Duration::from_millis(READ_PAUSE_MS);
@@ -194,10 +198,10 @@ impl Recorder {
     }
 
     /// Settings in the order that matters: the pid filter before any event is enabled, because
-    /// an empty set_event_pid means every pid on the host. With `bpf`, the instance uses the
-    /// `mono` clock (the one of bpf_ktime_get_ns, so that both streams merge by time; set first,
-    /// as a clock change resets the buffers) and records no CAP_SYS_ADMIN check itself.
-    fn configure(&self, pid: i32, stacks: bool, bpf: bool) -> Result<(), TraceError> {
+    /// an empty set_event_pid means every pid on the host. With `bpf` (the BPF side will be
+    /// tried), the instance uses the `mono` clock: the one of bpf_ktime_get_ns, so that both
+    /// streams merge by time; set first, as a clock change resets the buffers.
+    fn configure(&self, pid: i32, bpf: bool) -> Result<(), TraceError> {
         let d = &self.dir;
         tracefs::write(&d.join("tracing_on"), "0", false)?;
         if bpf {
@@ -215,14 +219,6 @@ impl Recorder {
             });
         }
         let cap = d.join("events/capability/cap_capable");
-        if bpf {
-            // An event filter, not a trigger condition: the event is not even written, so there
-            // is nothing to pair and no stack walk (event filters run before the commit).
-            tracefs::write(&cap.join("filter"), "cap != 21", false)?;
-        }
-        if stacks {
-            tracefs::write(&cap.join("trigger"), "stacktrace", false)?;
-        }
         tracefs::write(&cap.join("enable"), "1", false)?;
         for (event, filter) in EVENTS {
             let e = d.join("events").join(event);
@@ -233,6 +229,27 @@ impl Recorder {
                 tracefs::write(&e.join("filter"), f, false)?;
             }
             tracefs::write(&e.join("enable"), "1", false)?;
+        }
+        Ok(())
+    }
+
+    /// The stack trigger, set once the BPF side is decided (adding a trigger costs no grace
+    /// period; removing one does). With BPF, CAP_SYS_ADMIN checks are neither written nor
+    /// walked by tracefs: the event filter drops the record, and the trigger needs its own
+    /// condition, because an unconditional trigger runs before the event filter
+    /// (trace_trigger_soft_disabled, include/linux/trace_events.h).
+    fn set_stacks(&self, stacks: bool, bpf: bool) -> Result<(), TraceError> {
+        let cap = self.dir.join("events/capability/cap_capable");
+        if bpf {
+            tracefs::write(&cap.join("filter"), "cap != 21", false)?;
+        }
+        if stacks {
+            let trigger = if bpf {
+                "stacktrace if cap != 21"
+            } else {
+                "stacktrace"
+            };
+            tracefs::write(&cap.join("trigger"), trigger, false)?;
         }
         Ok(())
     }

@@ -87,6 +87,9 @@ pub struct Recording {
     /// Whether CAP_SYS_ADMIN checks were taken by the BPF program (false: the tracefs trigger
     /// took every check). The classification is the same either way.
     pub sys_admin_via_bpf: bool,
+    /// Of those, overcommit probes the program recognized without a stack walk (its fast
+    /// path, [`crate::bpf::progs::Fast`]).
+    pub bpf_fast_probes: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -164,6 +167,11 @@ impl Aggregator {
             Line::ExecFailed { header, errno } if errno == EPERM => self.failed_exec(&header),
             Line::ExecFailed { .. } | Line::Other => {}
         }
+    }
+
+    /// How many overcommit probes the BPF program took without a stack walk.
+    pub fn set_bpf_fast_probes(&mut self, n: u64) {
+        self.rec.bpf_fast_probes = n;
     }
 
     /// Ends the recording: flushes checks still waiting for their stack.

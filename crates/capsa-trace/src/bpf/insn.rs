@@ -99,6 +99,7 @@ pub enum Helper {
     ProbeReadKernel = 113,
     RingbufReserve = 131,
     RingbufSubmit = 132,
+    RingbufDiscard = 133,
 }
 
 /// A jump target, resolved when the program is finished.

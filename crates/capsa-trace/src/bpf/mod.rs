@@ -70,6 +70,9 @@ pub struct Capture {
     _progs: Vec<OwnedFd>,
     _events: OwnedFd,
     cap_capable: (u64, u64),
+    fast: bool,
+    /// Records read: overcommit probes without a walk, with the short walk, full stacks.
+    counts: [u64; 3],
 }
 
 /// The argument index of `name` among a raw tracepoint's arguments, from BTF.
@@ -127,6 +130,7 @@ fn layout(k: KernelLayout, syms: &Symbols) -> Result<Layout, BpfError> {
         free_task_arg: k.free_task_arg,
         pid_offset: k.pid_offset,
         probe_ranges,
+        fast: None,
     })
 }
 
@@ -166,6 +170,8 @@ impl Capture {
         };
         let fork = load("capsa_fork", progs::fork(&l, maps))?;
         let free = load("capsa_free", progs::free(&l, maps))?;
+        let mut l = l;
+        l.fast = calibrate(&l, maps, &ring, cap_capable)?;
         let cap = load("capsa_cap", progs::cap_capable(&l, maps))?;
         // Fork tracking first, so that no child escapes between the attachments.
         let links = vec![
@@ -173,7 +179,10 @@ impl Capture {
             sys::raw_tracepoint_open("sched_process_free", &free)?,
             sys::raw_tracepoint_open("cap_capable", &cap)?,
         ];
+        tracing::debug!("capsa-trace: overcommit fast path: {:?}", l.fast);
         Ok(Capture {
+            fast: l.fast.is_some(),
+            counts: [0; 3],
             pids,
             lost,
             ring,
@@ -182,6 +191,11 @@ impl Capture {
             _events: events,
             cap_capable,
         })
+    }
+
+    /// Whether overcommit probes are recognized without an unwind ([`progs::Fast`]).
+    pub fn fast(&self) -> bool {
+        self.fast
     }
 
     /// A second handle on the traced-pid map, for [`add_pid`] from another thread.
@@ -197,18 +211,59 @@ impl Capture {
     /// Reads every committed record, glue frames stripped. Returns how many were read.
     pub fn drain(&mut self, mut each: impl FnMut(Record)) -> usize {
         let cap_capable = self.cap_capable;
+        let counts = &mut self.counts;
         record::drain(&self.ring, |payload| {
             if let Some(mut r) = record::decode(payload) {
+                let before = r.stack.len();
                 record::strip_glue(&mut r.stack, cap_capable);
+                // The fast path writes exactly the two frames after the glue.
+                let kind = match (r.short, before == r.stack.len() && before == 2) {
+                    (true, true) => 0,
+                    (true, false) => 1,
+                    (false, _) => 2,
+                };
+                counts[kind] += 1;
                 each(r);
             }
         })
+    }
+
+    /// Records read so far: overcommit probes taken without an unwind, with the short walk,
+    /// and checks with a full stack.
+    pub fn counts(&self) -> [u64; 3] {
+        self.counts
     }
 
     /// Records the programs could not write (ring full) and forks they could not follow.
     pub fn lost(&self) -> u64 {
         sys::map_lookup_u64(&self.lost, &0u32.to_ne_bytes()).unwrap_or(0)
     }
+}
+
+/// Measures [`progs::Fast`]: a calibration program records the stack of one overcommit probe
+/// that this thread makes (a private writable mapping is charged, mm/vma.c, and
+/// security_vm_enough_memory_mm asks cap_vm_enough_memory). The cap_capable tracepoint must
+/// already have its tracefs probe, so that the glue is the one of the recording. `None` (the
+/// walk for every probe) when anything differs from what the fast path expects.
+fn calibrate(
+    l: &Layout,
+    maps: Maps,
+    ring: &sys::RingMap,
+    cap_capable: (u64, u64),
+) -> Result<Option<progs::Fast>, BpfError> {
+    let tid = rustix::thread::gettid().as_raw_nonzero().get();
+    let prog = load("capsa_calibrate", progs::calibrate(l, maps, tid))?;
+    let link = sys::raw_tracepoint_open("cap_capable", &prog)?;
+    sys::charged_mapping()?;
+    drop(link);
+    let mut fast = None;
+    let mut n = 0;
+    record::drain(ring, |p| {
+        n += 1;
+        fast = record::calibration(p, cap_capable, &l.probe_ranges);
+    });
+    // More than one record: something else asked in between; do not trust it.
+    Ok(fast.filter(|_| n == 1))
 }
 
 /// Follows one more pid (a `capsa exec` into the container), given the map from

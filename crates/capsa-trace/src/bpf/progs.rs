@@ -6,7 +6,7 @@
 
 use super::insn::{Alu, Asm, AsmError, Cond, Helper, Insn, R0, R1, R2, R3, R4, R6, R7, R8, R9};
 use super::insn::{FP, Size};
-use super::record::{HEADER, KIND_FULL, KIND_SHORT};
+use super::record::{CAL_FRAMES, CAL_WINDOW, HEADER, KIND_FULL, KIND_SHORT};
 
 /// CAP_SYS_ADMIN: the only capability the BPF side handles; tracefs keeps the others.
 pub const CAP_SYS_ADMIN: i32 = 21;
@@ -29,6 +29,21 @@ pub struct Layout {
     pub pid_offset: i32,
     /// `[start, end)` of the functions whose presence makes a check an overcommit probe.
     pub probe_ranges: Vec<(u64, u64)>,
+    /// Where cap_capable's frame sits above the program's, measured at start ([`Fast`]).
+    pub fast: Option<Fast>,
+}
+
+/// The kernel stack seen from the program's frame pointer (R10), measured once per recording
+/// with a probe of our own ([`super::Capture::start`]): the word at `r10 + y` is `ret_in_cap`,
+/// the return address into cap_capable after its tracepoint call, and the word at `r10 + x` is
+/// the return address into cap_capable's caller. Frame sizes are fixed per call site (ORC), so
+/// while the glue between cap_capable and the program is the same, both slots hold return
+/// addresses, and a caller slot inside an overcommit function is that probe, with no unwind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fast {
+    pub x: i32,
+    pub y: i32,
+    pub ret_in_cap: u64,
 }
 
 /// Map file descriptors the programs refer to.
@@ -47,7 +62,7 @@ fn arg_off(i: usize) -> i16 {
 const PID_SLOT: i16 = -8;
 const TS_SLOT: i16 = -16;
 const LOST_KEY_SLOT: i16 = -24;
-const BUF: i16 = -24 - 8 * SHORT_FRAMES as i16;
+const WORD_SLOT: i16 = -32;
 
 /// Bumps the lost-record counter (`lost[0] += 1`) and jumps to `out`. Clobbers R0-R5.
 fn count_lost(a: &mut Asm, maps: Maps, out: super::insn::Label) {
@@ -76,11 +91,15 @@ fn header(a: &mut Asm, l: &Layout, kind: i32) {
 }
 
 /// `cap_capable(cred, target_ns, capable_ns, cap, ret)`: for CAP_SYS_ADMIN checks of traced
-/// pids, a short stack; a record with that stack if a frame lies in an overcommit function,
-/// else a record with the full stack.
+/// pids, the overcommit probe without an unwind ([`Fast`]), else a short stack (a record with it
+/// if a frame lies in an overcommit function), else a record with the full stack.
+///
+/// The program keeps its own stack under 64 bytes (BPF_PRIV_STACK_MIN_SIZE): a larger one runs
+/// on the JIT's per-CPU private stack (Linux 6.14+), and R10 would no longer sit on the kernel
+/// stack that [`Fast`] reads. Stacks are taken straight into ring buffer records instead.
 pub fn cap_capable(l: &Layout, maps: Maps) -> Result<Vec<Insn>, AsmError> {
     let mut a = Asm::new();
-    let (out, full, short, lost) = (a.label(), a.label(), a.label(), a.label());
+    let (out, full, lost) = (a.label(), a.label(), a.label());
     a.mov_reg(R6, R1)
         .load(Size::DW, R7, R6, arg_off(l.cap_arg))
         .jmp32_imm(Cond::Ne, R7, CAP_SYS_ADMIN, out)
@@ -92,27 +111,11 @@ pub fn cap_capable(l: &Layout, maps: Maps) -> Result<Vec<Insn>, AsmError> {
         .call(Helper::MapLookupElem)
         .jmp_imm(Cond::Eq, R0, 0, out)
         .call(Helper::KtimeGetNs)
-        .store(Size::DW, FP, TS_SLOT, R0)
-        .mov_reg(R1, R6)
-        .mov_reg(R2, FP)
-        .alu_imm(Alu::Add, R2, BUF as i32)
-        .mov_imm(R3, 8 * SHORT_FRAMES as i32)
-        .mov_imm(R4, 0)
-        .call(Helper::GetStack)
-        .mov_reg(R8, R0);
-    // Unrolled scan: any frame in any probe range takes the short path.
-    for i in 0..SHORT_FRAMES {
-        a.load(Size::DW, R1, FP, BUF + 8 * i as i16);
-        for &(lo, hi) in &l.probe_ranges {
-            let next = a.label();
-            a.ld_imm64(R2, lo)
-                .jmp_reg(Cond::Lt, R1, R2, next)
-                .ld_imm64(R2, hi)
-                .jmp_reg(Cond::Lt, R1, R2, short)
-                .place(next);
-        }
+        .store(Size::DW, FP, TS_SLOT, R0);
+    if let Some(fast) = l.fast {
+        fast_probe(&mut a, l, maps, fast, out, lost);
     }
-    a.ja(full);
+    short_walk(&mut a, l, maps, out, full, lost);
     // Full: a second, deep walk straight into the record.
     a.place(full)
         .ld_map_fd(R1, maps.events)
@@ -133,31 +136,152 @@ pub fn cap_capable(l: &Layout, maps: Maps) -> Result<Vec<Insn>, AsmError> {
         .mov_imm(R2, 0)
         .call(Helper::RingbufSubmit)
         .ja(out);
-    // Short: the frames already taken.
-    a.place(short)
-        .ld_map_fd(R1, maps.events)
+    a.place(lost);
+    count_lost(&mut a, maps, out);
+    a.place(out).mov_imm(R0, 0).exit();
+    a.finish()
+}
+
+/// The short walk into a reserved record: submitted if a frame lies in an overcommit function,
+/// else discarded and on to `full`.
+fn short_walk(
+    a: &mut Asm,
+    l: &Layout,
+    maps: Maps,
+    out: super::insn::Label,
+    full: super::insn::Label,
+    lost: super::insn::Label,
+) {
+    let hit = a.label();
+    a.ld_map_fd(R1, maps.events)
         .mov_imm(R2, (HEADER + 8 * SHORT_FRAMES) as i32)
         .mov_imm(R3, 0)
         .call(Helper::RingbufReserve)
         .jmp_imm(Cond::Eq, R0, 0, lost)
-        .mov_reg(R9, R0);
-    header(&mut a, l, KIND_SHORT);
-    a.store(Size::W, R9, 20, R8);
+        .mov_reg(R9, R0)
+        .mov_reg(R1, R6)
+        .mov_reg(R2, R9)
+        .alu_imm(Alu::Add, R2, HEADER as i32)
+        .mov_imm(R3, 8 * SHORT_FRAMES as i32)
+        .mov_imm(R4, 0)
+        .call(Helper::GetStack)
+        .mov_reg(R8, R0);
+    // Unrolled scan: any frame in any probe range is a hit.
     for i in 0..SHORT_FRAMES {
-        a.load(Size::DW, R1, FP, BUF + 8 * i as i16).store(
-            Size::DW,
-            R9,
-            (HEADER + 8 * i) as i16,
-            R1,
-        );
+        a.load(Size::DW, R1, R9, (HEADER + 8 * i) as i16);
+        for &(lo, hi) in &l.probe_ranges {
+            let next = a.label();
+            a.ld_imm64(R2, lo)
+                .jmp_reg(Cond::Lt, R1, R2, next)
+                .ld_imm64(R2, hi)
+                .jmp_reg(Cond::Lt, R1, R2, hit)
+                .place(next);
+        }
     }
     a.mov_reg(R1, R9)
         .mov_imm(R2, 0)
+        .call(Helper::RingbufDiscard)
+        .ja(full);
+    a.place(hit);
+    header(a, l, KIND_SHORT);
+    a.store(Size::W, R9, 20, R8)
+        .mov_reg(R1, R9)
+        .mov_imm(R2, 0)
         .call(Helper::RingbufSubmit)
         .ja(out);
-    a.place(lost);
-    count_lost(&mut a, maps, out);
-    a.place(out).mov_imm(R0, 0).exit();
+}
+
+/// Reads the kernel stack word at `r10 + off` into WORD_SLOT and R1; jumps to `fail` if the
+/// read faults. `probe_read_kernel` takes the address as a plain value (root only: passing a
+/// stack address to a helper is a pointer leak the verifier allows with CAP_PERFMON).
+fn stack_word(a: &mut Asm, off: i32, fail: super::insn::Label) {
+    a.mov_reg(R1, FP)
+        .alu_imm(Alu::Add, R1, WORD_SLOT as i32)
+        .mov_imm(R2, 8)
+        .mov_reg(R3, FP)
+        .alu_imm(Alu::Add, R3, off)
+        .call(Helper::ProbeReadKernel)
+        .jmp_imm(Cond::Ne, R0, 0, fail)
+        .load(Size::DW, R1, FP, WORD_SLOT);
+}
+
+/// The overcommit probe without an unwind ([`Fast`]): if the glue slot holds `ret_in_cap` and
+/// the caller slot lies in an overcommit function, the record gets those two frames (what the
+/// short walk would give after the glue). Anything else falls through to the walk.
+fn fast_probe(
+    a: &mut Asm,
+    l: &Layout,
+    maps: Maps,
+    fast: Fast,
+    out: super::insn::Label,
+    lost: super::insn::Label,
+) {
+    let (walk, hit) = (a.label(), a.label());
+    stack_word(a, fast.y, walk);
+    a.ld_imm64(R2, fast.ret_in_cap)
+        .jmp_reg(Cond::Ne, R1, R2, walk);
+    stack_word(a, fast.x, walk);
+    a.mov_reg(R8, R1);
+    for &(lo, hi) in &l.probe_ranges {
+        let next = a.label();
+        a.ld_imm64(R2, lo)
+            .jmp_reg(Cond::Lt, R8, R2, next)
+            .ld_imm64(R2, hi)
+            .jmp_reg(Cond::Lt, R8, R2, hit)
+            .place(next);
+    }
+    a.ja(walk);
+    a.place(hit)
+        .ld_map_fd(R1, maps.events)
+        .mov_imm(R2, (HEADER + 16) as i32)
+        .mov_imm(R3, 0)
+        .call(Helper::RingbufReserve)
+        .jmp_imm(Cond::Eq, R0, 0, lost)
+        .mov_reg(R9, R0);
+    header(a, l, KIND_SHORT);
+    a.store_imm(Size::W, R9, 20, 16)
+        .ld_imm64(R1, fast.ret_in_cap)
+        .store(Size::DW, R9, HEADER as i16, R1)
+        .store(Size::DW, R9, HEADER as i16 + 8, R8)
+        .mov_reg(R1, R9)
+        .mov_imm(R2, 0)
+        .call(Helper::RingbufSubmit)
+        .ja(out)
+        .place(walk);
+}
+
+/// The calibration program: for CAP_SYS_ADMIN checks of thread `tid` (the recorder's own, which
+/// then makes one overcommit probe), the raw stack and the kernel stack words above R10.
+pub fn calibrate(l: &Layout, maps: Maps, tid: i32) -> Result<Vec<Insn>, AsmError> {
+    let mut a = Asm::new();
+    let out = a.label();
+    a.mov_reg(R6, R1)
+        .load(Size::DW, R7, R6, arg_off(l.cap_arg))
+        .jmp32_imm(Cond::Ne, R7, CAP_SYS_ADMIN, out)
+        .call(Helper::GetCurrentPidTgid)
+        .jmp32_imm(Cond::Ne, R0, tid, out)
+        .ld_map_fd(R1, maps.events)
+        .mov_imm(R2, (8 * CAL_FRAMES + CAL_WINDOW) as i32)
+        .mov_imm(R3, 0)
+        .call(Helper::RingbufReserve)
+        .jmp_imm(Cond::Eq, R0, 0, out)
+        .mov_reg(R9, R0)
+        .mov_reg(R1, R6)
+        .mov_reg(R2, R9)
+        .mov_imm(R3, 8 * CAL_FRAMES as i32)
+        .mov_imm(R4, 0)
+        .call(Helper::GetStack)
+        .mov_reg(R1, R9)
+        .alu_imm(Alu::Add, R1, 8 * CAL_FRAMES as i32)
+        .mov_imm(R2, CAL_WINDOW as i32)
+        .mov_reg(R3, FP)
+        .call(Helper::ProbeReadKernel)
+        .mov_reg(R1, R9)
+        .mov_imm(R2, 0)
+        .call(Helper::RingbufSubmit)
+        .place(out)
+        .mov_imm(R0, 0)
+        .exit();
     a.finish()
 }
 

@@ -12,6 +12,9 @@ pub const HEADER: usize = 32;
 pub const KIND_FULL: i32 = 0;
 /// A record with the short stack of an overcommit probe.
 pub const KIND_SHORT: i32 = 1;
+/// Calibration records: this many raw frames, then this many bytes of kernel stack above R10.
+pub const CAL_FRAMES: usize = 16;
+pub const CAL_WINDOW: usize = 512;
 
 const BUSY_BIT: u32 = 1 << 31;
 const DISCARD_BIT: u32 = 1 << 30;
@@ -87,6 +90,35 @@ pub fn drain(ring: &RingMap, mut each: impl FnMut(&[u8])) -> usize {
     n
 }
 
+/// Finds [`super::progs::Fast`] in a calibration record: the raw frames, then the stack words
+/// from R10 up. `ret_in_cap` is the first frame inside cap_capable; the next frame must lie in
+/// an overcommit function; their first occurrences upward from R10, in that order, are the
+/// slots. `None` when the record does not look like that (no fast path then).
+pub fn calibration(
+    p: &[u8],
+    cap_capable: (u64, u64),
+    probe_ranges: &[(u64, u64)],
+) -> Option<super::progs::Fast> {
+    let frames: Vec<u64> = (0..CAL_FRAMES).filter_map(|i| u64_at(p, 8 * i)).collect();
+    let words: Vec<u64> = (0..CAL_WINDOW / 8)
+        .filter_map(|i| u64_at(p, 8 * CAL_FRAMES + 8 * i))
+        .collect();
+    let i = frames
+        .iter()
+        .position(|a| (cap_capable.0..cap_capable.1).contains(a))?;
+    let (ret_in_cap, caller) = (frames[i], *frames.get(i + 1)?);
+    if !probe_ranges.iter().any(|r| (r.0..r.1).contains(&caller)) {
+        return None;
+    }
+    let y = words.iter().position(|&w| w == ret_in_cap)?;
+    let x = y + 1 + words[y + 1..].iter().position(|&w| w == caller)?;
+    Some(super::progs::Fast {
+        x: i32::try_from(8 * x).ok()?,
+        y: i32::try_from(8 * y).ok()?,
+        ret_in_cap,
+    })
+}
+
 /// Drops the BPF glue at the top of a stack: everything before the first frame inside
 /// `cap_capable` (`[start, end)`), so that the stack reads like the `stacktrace` trigger's.
 pub fn strip_glue(stack: &mut Vec<u64>, cap_capable: (u64, u64)) {
@@ -139,6 +171,40 @@ mod tests {
         let r = decode(&record(KIND_FULL, 4096, &frames)).unwrap_or_else(|| panic!("decode"));
         assert_eq!(r.stack.len(), 2);
         assert!(decode(&[0u8; 20]).is_none());
+    }
+
+    #[test]
+    fn calibration_finds_the_two_slots() {
+        let cap = (0xffff_ffff_8100_0100, 0xffff_ffff_8100_0200);
+        let probe = [(0xffff_ffff_8100_0300, 0xffff_ffff_8100_0400)];
+        let frames = [
+            0xffff_ffff_a000_0010u64,
+            0xffff_ffff_8100_0150,
+            0xffff_ffff_8100_0310,
+        ];
+        let mut p = vec![0u8; 8 * CAL_FRAMES + CAL_WINDOW];
+        for (i, f) in frames.iter().enumerate() {
+            p[8 * i..8 * i + 8].copy_from_slice(&f.to_le_bytes());
+        }
+        let word = |p: &mut Vec<u8>, i: usize, v: u64| {
+            let at = 8 * CAL_FRAMES + 8 * i;
+            p[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        };
+        // A stale caller address below the glue slot is skipped: the caller slot is above it.
+        word(&mut p, 2, 0xffff_ffff_8100_0310);
+        word(&mut p, 5, 0xffff_ffff_8100_0150);
+        word(&mut p, 9, 0xffff_ffff_8100_0310);
+        let fast = calibration(&p, cap, &probe);
+        assert_eq!(
+            fast,
+            Some(super::super::progs::Fast {
+                x: 72,
+                y: 40,
+                ret_in_cap: 0xffff_ffff_8100_0150
+            })
+        );
+        // A caller outside the overcommit functions: no fast path.
+        assert_eq!(calibration(&p, cap, &[(1, 2)]), None);
     }
 
     #[test]

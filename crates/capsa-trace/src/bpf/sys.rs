@@ -175,6 +175,30 @@ pub fn raw_tracepoint_open(tracepoint: &str, prog: &OwnedFd) -> Result<OwnedFd, 
     })
 }
 
+/// Makes one overcommit check in this thread: maps and unmaps one private writable anonymous
+/// page, which is charged against the commit limit (no MAP_NORESERVE).
+pub fn charged_mapping() -> Result<(), BpfError> {
+    use rustix::mm::{MapFlags, ProtFlags, mmap_anonymous, munmap};
+    let page = rustix::param::page_size();
+    // SAFETY: a fresh anonymous mapping (null hint, no fixed address): nothing is replaced.
+    let p = unsafe {
+        mmap_anonymous(
+            std::ptr::null_mut(),
+            page,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE,
+        )
+    }
+    .map_err(|errno| BpfError::Syscall {
+        op: "mmap",
+        what: "a calibration page".into(),
+        errno,
+    })?;
+    // SAFETY: unmapping the page mapped just above, which nothing references.
+    let _ = unsafe { munmap(p, page) };
+    Ok(())
+}
+
 /// The two shared mappings of a BPF ring buffer (kernel/bpf/ringbuf.c): the consumer page
 /// (read-write, holds consumer_pos) and the producer page followed by the data area mapped
 /// twice in a row (read-only), so that a record that wraps reads as one piece.
