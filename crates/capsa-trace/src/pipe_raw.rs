@@ -159,7 +159,9 @@ impl RawPipes {
             queue.extend(c.check.take());
         }
         self.cpus.clear();
-        // Dropping the capture closes the programs and maps (nothing is pinned).
+        let _ = closed.send(());
+        // The capture goes while the instance is removed: dropping it closes the programs and
+        // maps (nothing is pinned) and unmaps the ring.
         let bpf = self.bpf.take().map(|b| {
             tracing::debug!(
                 "capsa-trace: BPF records (probes without a walk, with a walk, full): {:?}",
@@ -169,7 +171,6 @@ impl RawPipes {
         });
         let (bpf_lost, fast) = bpf.unwrap_or((0, 0));
         agg.set_bpf_fast_probes(fast);
-        let _ = closed.send(());
         feed(&mut agg, &mut queue, u64::MAX, &mut symbols);
         Ok((agg, missed, bpf_lost))
     }

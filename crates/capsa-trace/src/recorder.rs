@@ -138,13 +138,15 @@ impl Recorder {
             bpf_pids: None,
         };
         // On any error below, Drop removes the half-made instance: nothing is left half-way.
+        // Configured while the threads read: with BPF, the clock switch waits for a grace
+        // period (ring_buffer_reset_online_cpus), 20-50 ms.
+        rec.configure(pid, kernel.is_some())?;
         let symbols = match symbols.map(std::thread::JoinHandle::join) {
             Some(Ok(s)) => Some(s.map_err(|e| TraceError::io("read", Path::new(KALLSYMS), e))?),
             Some(Err(_)) => return Err(TraceError::ReaderPanicked),
             None => None,
         };
         let kernel = kernel.map(std::thread::JoinHandle::join);
-        rec.configure(pid, kernel.is_some())?;
         // After the tracefs probe is on cap_capable: the BPF side measures the stack layout of
         // the recording's tracepoint glue.
         let capture = match (&symbols, kernel) {

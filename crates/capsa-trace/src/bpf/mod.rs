@@ -171,7 +171,8 @@ impl Capture {
         let fork = load("capsa_fork", progs::fork(&l, maps))?;
         let free = load("capsa_free", progs::free(&l, maps))?;
         let mut l = l;
-        l.fast = calibrate(&l, maps, &ring, cap_capable)?;
+        let (fast, calibration_link) = calibrate(&l, maps, &ring, cap_capable)?;
+        l.fast = fast;
         let cap = load("capsa_cap", progs::cap_capable(&l, maps))?;
         // Fork tracking first, so that no child escapes between the attachments.
         let links = vec![
@@ -179,6 +180,9 @@ impl Capture {
             sys::raw_tracepoint_open("sched_process_free", &free)?,
             sys::raw_tracepoint_open("cap_capable", &cap)?,
         ];
+        // Detached only now: going from two probes on cap_capable to one and back to two would
+        // wait for an RCU grace period (tp_rcu_cond_sync, kernel/tracepoint.c), ~15 ms.
+        drop(calibration_link);
         tracing::debug!("capsa-trace: overcommit fast path: {:?}", l.fast);
         Ok(Capture {
             fast: l.fast.is_some(),
@@ -244,18 +248,18 @@ impl Capture {
 /// that this thread makes (a private writable mapping is charged, mm/vma.c, and
 /// security_vm_enough_memory_mm asks cap_vm_enough_memory). The cap_capable tracepoint must
 /// already have its tracefs probe, so that the glue is the one of the recording. `None` (the
-/// walk for every probe) when anything differs from what the fast path expects.
+/// walk for every probe) when anything differs from what the fast path expects. Returns the
+/// calibration program's link too, for the caller to drop once its own program is attached.
 fn calibrate(
     l: &Layout,
     maps: Maps,
     ring: &sys::RingMap,
     cap_capable: (u64, u64),
-) -> Result<Option<progs::Fast>, BpfError> {
+) -> Result<(Option<progs::Fast>, OwnedFd), BpfError> {
     let tid = rustix::thread::gettid().as_raw_nonzero().get();
     let prog = load("capsa_calibrate", progs::calibrate(l, maps, tid))?;
     let link = sys::raw_tracepoint_open("cap_capable", &prog)?;
     sys::charged_mapping()?;
-    drop(link);
     let mut fast = None;
     let mut n = 0;
     record::drain(ring, |p| {
@@ -263,7 +267,7 @@ fn calibrate(
         fast = record::calibration(p, cap_capable, &l.probe_ranges);
     });
     // More than one record: something else asked in between; do not trust it.
-    Ok(fast.filter(|_| n == 1))
+    Ok((fast.filter(|_| n == 1), link))
 }
 
 /// Follows one more pid (a `capsa exec` into the container), given the map from
