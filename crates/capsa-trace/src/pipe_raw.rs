@@ -1,6 +1,7 @@
-//! The binary reader: one thread drains every `per_cpu/cpuN/trace_pipe_raw` of the instance,
-//! pairs each cap_capable event with the stack entry that follows it on the same CPU, merges
-//! the CPUs in timestamp order and feeds the [`Aggregator`].
+//! The binary reader: one thread drains every `per_cpu/cpuN/trace_pipe_raw` of the instance
+//! and the BPF ring buffer ([`crate::bpf`]), pairs each cap_capable event with the stack entry
+//! that follows it on the same CPU, merges everything in timestamp order and feeds the
+//! [`Aggregator`].
 //!
 //! Owns the reading of the instance's per-CPU raw pipes and the event order. Must not write to
 //! tracefs (the [`crate::recorder`] owns the settings) nor decide what an event means (that is
@@ -28,10 +29,10 @@ use crate::recording::Aggregator;
 use crate::ringbuf::{self, PageLayout};
 
 /// Events newer than the newest seen minus this (plus the time the round took) wait for the
-/// next round: a CPU read earlier in the round may still get older events committed. The
-/// instance keeps the default `local` trace clock (sched_clock, comparable across CPUs when the
-/// TSC is stable, as on this x86 VM); switching clocks resets the buffers and costs a grace
-/// period at setup.
+/// next round: a CPU read earlier in the round may still get older events committed. Without
+/// the BPF side the instance keeps the default `local` trace clock (sched_clock, comparable
+/// across CPUs when the TSC is stable, as on this x86 VM); with it, `mono`, the clock of the BPF
+/// records' timestamps (the switch resets the buffers and waits a grace period at setup).
 const ORDER_MARGIN: Duration = Duration::from_millis(10);
 
 /// The raw pipes of one instance, opened before tracing is switched on.
