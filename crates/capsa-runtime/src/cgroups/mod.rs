@@ -8,7 +8,8 @@
 //! and never kills a process unless `signal_all` is called.
 //!
 //! Which hierarchies a container joins (the start path is hot; each hierarchy costs a mkdir,
-//! a `cgroup.procs` write and a rmdir, 50-200 us measured here):
+//! a join and a rmdir, 50-200 us measured here; the join is done by the new process itself, see
+//! [`SelfJoin`]):
 //! - always one *tracking* hierarchy, which lists every process for `ps`, `kill --all` and
 //!   `delete`, and freezes them for `pause`: the cgroup2 directory when a cgroup2 mount exists
 //!   (pure v2, or the hybrid's `unified` mount, whose core files give `cgroup.freeze`,

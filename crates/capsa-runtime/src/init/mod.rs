@@ -13,7 +13,8 @@
 //!
 //! Protocol on the SOCK_SEQPACKET pair (one message per datagram, tags in `sync`):
 //! child `MAPS` → parent writes uid/gid maps → `MAPS_DONE`; child `PID n` (slow path); `GO`;
-//! parent joins the cgroups while the init makes its mounts → `JOINED`; [init with runtime-namespace hooks, mounts done, before pivot_root:
+//! the init has joined its v1 cgroups itself (and was cloned into its cgroup2 one, or the parent
+//! moves it there now, while the init makes its mounts) → `JOINED`; [init with runtime-namespace hooks, mounts done, before pivot_root:
 //! `HOOKS` → parent runs prestart/createRuntime → `RESUME`]; child sets up → `READY` (init) or
 //! exec (tenant: EOF on the CLOEXEC socket means the exec succeeded); any failure → `ERR message`.
 
