@@ -364,33 +364,80 @@ fn kill(pid: i32, sig: rustix::process::Signal) {
     }
 }
 
-fn run_helper_and(sig: rustix::process::Signal) -> std::path::PathBuf {
+/// Runs the helper recorder on `sleep 30`, and sends it `sig` once its instance exists (and,
+/// with `bpf`, once its 6 BPF objects are loaded). Returns the instance and the helper's pid.
+fn run_helper_and(sig: rustix::process::Signal, bpf: bool) -> (std::path::PathBuf, u32) {
     let mut helper = Command::new(env!("CARGO_BIN_EXE_capsa-trace-record"))
         .args(["--", "sleep", "30"])
         .stdout(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn helper: {e}"));
     let dir = helper_instance(helper.id());
+    if bpf {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while capsa_bpf_objects(helper.id(), false) < 6 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            capsa_bpf_objects(helper.id(), false),
+            6,
+            "the helper's BPF objects"
+        );
+    }
     let workload = helper_child(helper.id());
     kill(helper.id() as i32, sig);
     let _ = helper.wait();
     if let Some(w) = workload {
         kill(w, rustix::process::Signal::KILL);
     }
-    dir
+    (dir, helper.id())
 }
 
 #[test]
 fn sigterm_removes_the_instance() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = run_helper_and(rustix::process::Signal::TERM);
+    let (dir, _) = run_helper_and(rustix::process::Signal::TERM, false);
     assert!(!dir.exists(), "{} left behind after SIGTERM", dir.display());
+}
+
+/// How many BPF programs and maps of recorder process `pid` are loaded on the host now (their
+/// names are `capsa<pid>_<role>`). The calibration program (`k`) is counted only with `all`:
+/// the kernel frees it a grace period after its link closes.
+fn capsa_bpf_objects(pid: u32, all: bool) -> usize {
+    let prefix = format!("capsa{pid}_");
+    let count = |maps| {
+        capsa_trace::bpf::sys::loaded_names(maps)
+            .unwrap_or_else(|e| panic!("list BPF objects: {e}"))
+            .iter()
+            .filter(|n| n.strip_prefix(&prefix).is_some_and(|r| all || r != "k"))
+            .count()
+    };
+    count(false) + count(true)
+}
+
+/// Waits (the kernel frees programs and maps after a grace period) until none of `pid`'s are
+/// left; returns how many are.
+fn wait_bpf_objects_gone(pid: u32) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = capsa_bpf_objects(pid, true);
+        if now == 0 || Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
 fn sigkill_leaves_a_stale_instance_that_cleanup_removes() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = run_helper_and(rustix::process::Signal::KILL);
+    let (dir, helper) = run_helper_and(rustix::process::Signal::KILL, bpf_available());
+    // Nothing is pinned: the killed recorder's programs and maps die with its descriptors.
+    assert_eq!(
+        wait_bpf_objects_gone(helper),
+        0,
+        "BPF objects left after SIGKILL"
+    );
     assert!(dir.exists(), "a SIGKILLed recorder cannot clean up");
     let removed = capsa_trace::cleanup_stale().unwrap_or_else(|e| panic!("cleanup_stale: {e}"));
     assert!(
@@ -601,12 +648,21 @@ fn bpf_objects_are_released_when_the_recording_ends() {
             .unwrap_or(0)
     };
     let before = bpf_fds();
+    let own = std::process::id();
     let (mut child, rec) = start(&["true"]);
     let during = bpf_fds();
+    // 3 programs and 3 maps (the calibration program's link is closed once the cap program is
+    // attached).
+    assert_eq!(
+        capsa_bpf_objects(own, false),
+        6,
+        "BPF objects while recording"
+    );
     let _ = child.wait();
     let r = rec.stop().unwrap_or_else(|e| panic!("stop: {e}"));
     assert!(r.sys_admin_via_bpf);
     // 3 maps, 3 programs, 3 links, and the recorder's second handle on the pid map.
     assert_eq!(during, before + 10, "bpf fds while recording");
     assert_eq!(bpf_fds(), before, "bpf fds left after stop");
+    assert_eq!(wait_bpf_objects_gone(own), 0, "BPF objects left after stop");
 }

@@ -56,7 +56,7 @@ pub enum BpfError {
     #[error("/proc/kallsyms has no {0} (needed to tell overcommit probes apart in the kernel)")]
     Symbol(&'static str),
     #[error("cannot assemble BPF program {0}: {1}")]
-    Asm(&'static str, insn::AsmError),
+    Asm(String, insn::AsmError),
 }
 
 /// The loaded and attached programs of one recording.
@@ -134,11 +134,15 @@ fn layout(k: KernelLayout, syms: &Symbols) -> Result<Layout, BpfError> {
     })
 }
 
-fn load(
-    name: &'static str,
-    prog: Result<Vec<insn::Insn>, insn::AsmError>,
-) -> Result<OwnedFd, BpfError> {
-    let insns = prog.map_err(|e| BpfError::Asm(name, e))?;
+/// The name of one of this process's BPF objects: `capsa<pid>_<role>` (at most 14 bytes, under
+/// the kernel's 16 with the NUL), so that tests and people can tell whose they are. Roles: `c`
+/// cap_capable, `k` calibration, `f` fork, `x` free programs; `p` pid, `l` lost, `r` ring maps.
+pub fn name(role: char) -> String {
+    format!("capsa{}_{role}", rustix::process::getpid().as_raw_nonzero())
+}
+
+fn load(name: &str, prog: Result<Vec<insn::Insn>, insn::AsmError>) -> Result<OwnedFd, BpfError> {
+    let insns = prog.map_err(|e| BpfError::Asm(name.to_string(), e))?;
     sys::prog_load(name, &insn::bytes(&insns))
 }
 
@@ -151,15 +155,9 @@ impl Capture {
             .range("cap_capable")
             .ok_or(BpfError::Symbol("cap_capable"))?;
         let l = layout(kernel, syms)?;
-        let pids = sys::map_create("capsa_pids", sys::MAP_TYPE_HASH, 4, 4, MAX_PIDS)?;
-        let lost = sys::map_create("capsa_lost", sys::MAP_TYPE_ARRAY, 4, 8, 1)?;
-        let events = sys::map_create(
-            "capsa_events",
-            sys::MAP_TYPE_RINGBUF,
-            0,
-            0,
-            RING_SIZE as u32,
-        )?;
+        let pids = sys::map_create(&name('p'), sys::MAP_TYPE_HASH, 4, 4, MAX_PIDS)?;
+        let lost = sys::map_create(&name('l'), sys::MAP_TYPE_ARRAY, 4, 8, 1)?;
+        let events = sys::map_create(&name('r'), sys::MAP_TYPE_RINGBUF, 0, 0, RING_SIZE as u32)?;
         let ring = sys::RingMap::new(&events, RING_SIZE)?;
         // The root pid goes in before anything is attached, as set_event_pid before enable.
         sys::map_update(&pids, &pid.to_ne_bytes(), &1u32.to_ne_bytes())?;
@@ -168,12 +166,12 @@ impl Capture {
             events: events.as_raw_fd(),
             lost: lost.as_raw_fd(),
         };
-        let fork = load("capsa_fork", progs::fork(&l, maps))?;
-        let free = load("capsa_free", progs::free(&l, maps))?;
+        let fork = load(&name('f'), progs::fork(&l, maps))?;
+        let free = load(&name('x'), progs::free(&l, maps))?;
         let mut l = l;
         let (fast, calibration_link) = calibrate(&l, maps, &ring, cap_capable)?;
         l.fast = fast;
-        let cap = load("capsa_cap", progs::cap_capable(&l, maps))?;
+        let cap = load(&name('c'), progs::cap_capable(&l, maps))?;
         // Fork tracking first, so that no child escapes between the attachments.
         let links = vec![
             sys::raw_tracepoint_open("sched_process_fork", &fork)?,
@@ -257,7 +255,7 @@ fn calibrate(
     cap_capable: (u64, u64),
 ) -> Result<(Option<progs::Fast>, OwnedFd), BpfError> {
     let tid = rustix::thread::gettid().as_raw_nonzero().get();
-    let prog = load("capsa_calibrate", progs::calibrate(l, maps, tid))?;
+    let prog = load(&name('k'), progs::calibrate(l, maps, tid))?;
     let link = sys::raw_tracepoint_open("cap_capable", &prog)?;
     sys::charged_mapping()?;
     let mut fast = None;

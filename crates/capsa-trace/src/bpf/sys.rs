@@ -15,6 +15,11 @@ const MAP_CREATE: i32 = 0;
 const MAP_LOOKUP_ELEM: i32 = 1;
 const MAP_UPDATE_ELEM: i32 = 2;
 const PROG_LOAD: i32 = 5;
+const PROG_GET_NEXT_ID: i32 = 11;
+const MAP_GET_NEXT_ID: i32 = 12;
+const PROG_GET_FD_BY_ID: i32 = 13;
+const MAP_GET_FD_BY_ID: i32 = 14;
+const OBJ_GET_INFO_BY_FD: i32 = 15;
 const RAW_TRACEPOINT_OPEN: i32 = 17;
 
 /// `BPF_PROG_TYPE_RAW_TRACEPOINT`.
@@ -173,6 +178,66 @@ pub fn raw_tracepoint_open(tracepoint: &str, prog: &OwnedFd) -> Result<OwnedFd, 
         what: tracepoint.to_string(),
         errno,
     })
+}
+
+/// bpf(cmd, attr) for commands that return 0 or an error.
+fn bpf_cmd(cmd: i32, attr: &mut [u8; ATTR_SIZE]) -> Result<(), rustix::io::Errno> {
+    // SAFETY: as in bpf_fd; the pointers in attr (an info buffer) outlive the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr().cast::<libc::c_void>(),
+            ATTR_SIZE as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        return Err(rustix::io::Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ));
+    }
+    Ok(())
+}
+
+/// The names of the BPF programs (`maps` false) or maps (`maps` true) loaded on the host, for
+/// checks that a recording left nothing behind. Objects that go away meanwhile are skipped.
+pub fn loaded_names(maps: bool) -> Result<Vec<String>, BpfError> {
+    let (next, by_id, name_at) = if maps {
+        (MAP_GET_NEXT_ID, MAP_GET_FD_BY_ID, 24)
+    } else {
+        (PROG_GET_NEXT_ID, PROG_GET_FD_BY_ID, 64)
+    };
+    let err = |op, errno| BpfError::Syscall {
+        op,
+        what: "the loaded BPF objects".into(),
+        errno,
+    };
+    let mut names = Vec::new();
+    let mut id = 0u32;
+    loop {
+        let mut a = [0u8; ATTR_SIZE];
+        put_u32(&mut a, 0, id);
+        match bpf_cmd(next, &mut a) {
+            Ok(()) => id = u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
+            Err(rustix::io::Errno::NOENT) => return Ok(names),
+            Err(e) => return Err(err("BPF_*_GET_NEXT_ID", e)),
+        }
+        let mut a = [0u8; ATTR_SIZE];
+        put_u32(&mut a, 0, id);
+        let Ok(fd) = bpf_fd(by_id, &mut a) else {
+            continue;
+        };
+        let mut info = [0u8; 256];
+        let mut a = [0u8; ATTR_SIZE];
+        put_u32(&mut a, 0, fd.as_raw_fd() as u32);
+        put_u32(&mut a, 4, info.len() as u32);
+        put_u64(&mut a, 8, info.as_mut_ptr() as u64);
+        if bpf_cmd(OBJ_GET_INFO_BY_FD, &mut a).is_ok() {
+            let raw = &info[name_at..name_at + 16];
+            let n = raw.iter().position(|&b| b == 0).unwrap_or(16);
+            names.push(String::from_utf8_lossy(&raw[..n]).into_owned());
+        }
+    }
 }
 
 /// Makes one overcommit check in this thread: maps and unmaps one private writable anonymous
