@@ -16,7 +16,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::thread::JoinHandle;
 
 use crate::TraceError;
-use crate::bpf::{Capture, KernelLayout};
+use crate::bpf::{BpfError, Capture, KernelLayout};
 use crate::kallsyms::{KALLSYMS, Symbols};
 use crate::pipe_raw::RawPipes;
 use crate::recording::{Aggregator, Recording};
@@ -116,6 +116,44 @@ impl Recorder {
         let symbols = raw.then(|| std::thread::spawn(Symbols::load));
         let kernel =
             (raw && opts.stacks && opts.bpf).then(|| std::thread::spawn(KernelLayout::read));
+        let mut rec = Recorder::new_instance()?;
+        // On any error below, Drop removes the half-made instance: nothing is left half-way.
+        // Configured while the threads read: with BPF, the clock switch waits for a grace
+        // period (ring_buffer_reset_online_cpus), 20-50 ms.
+        rec.configure(pid, kernel.is_some())?;
+        let symbols = match symbols.map(std::thread::JoinHandle::join) {
+            Some(Ok(s)) => Some(s.map_err(|e| TraceError::io("read", Path::new(KALLSYMS), e))?),
+            Some(Err(_)) => return Err(TraceError::ReaderPanicked),
+            None => None,
+        };
+        // After the tracefs probe is on cap_capable: the BPF side measures the stack layout of
+        // the recording's tracepoint glue.
+        let capture = match (&symbols, kernel) {
+            (Some(syms), Some(k)) => start_bpf(
+                k.join()
+                    .unwrap_or_else(|_| {
+                        Err(BpfError::Btf {
+                            reason: "the BTF reader thread panicked".into(),
+                        })
+                    })
+                    .and_then(|k| Capture::start(pid, k, syms)),
+            ),
+            _ => None,
+        };
+        rec.set_stacks(opts.stacks, capture.is_some())?;
+        if let Some(c) = &capture {
+            let pids = c
+                .pid_map()
+                .map_err(|e| TraceError::io("dup the BPF pid map of", &rec.dir, e))?;
+            rec.bpf_pids = Some(pids);
+        }
+        let agg = Aggregator::new(pid, opts.rootfs);
+        rec.start_reader(agg, symbols, capture)?;
+        Ok(rec)
+    }
+
+    /// Mounts tracefs if needed and makes a fresh instance.
+    fn new_instance() -> Result<Recorder, TraceError> {
         let root = tracefs::acquire_mount()?;
         if let Err(e) = tracefs::check_support(&root) {
             tracefs::release_mount(&root);
@@ -129,54 +167,44 @@ impl Recorder {
                 return Err(e);
             }
         };
-        let mut rec = Recorder {
+        Ok(Recorder {
             root,
             dir,
             stop,
             reader: None,
             closed: None,
             bpf_pids: None,
-        };
-        // On any error below, Drop removes the half-made instance: nothing is left half-way.
-        // Configured while the threads read: with BPF, the clock switch waits for a grace
-        // period (ring_buffer_reset_online_cpus), 20-50 ms.
-        rec.configure(pid, kernel.is_some())?;
-        let symbols = match symbols.map(std::thread::JoinHandle::join) {
-            Some(Ok(s)) => Some(s.map_err(|e| TraceError::io("read", Path::new(KALLSYMS), e))?),
-            Some(Err(_)) => return Err(TraceError::ReaderPanicked),
-            None => None,
-        };
-        let kernel = kernel.map(std::thread::JoinHandle::join);
-        // After the tracefs probe is on cap_capable: the BPF side measures the stack layout of
-        // the recording's tracepoint glue.
-        let capture = match (&symbols, kernel) {
-            (Some(syms), Some(Ok(k))) => start_bpf(k.and_then(|k| Capture::start(pid, k, syms))),
-            _ => None,
-        };
-        rec.set_stacks(opts.stacks, capture.is_some())?;
-        rec.bpf_pids = capture.as_ref().and_then(|c| c.pid_map().ok());
-        let agg = Aggregator::new(pid, opts.rootfs);
-        let stop = rec.stop.clone();
+        })
+    }
+
+    /// Opens the pipes (raw with a symbol table, else text), switches tracing on and starts the
+    /// reader thread. The pipes are opened before tracing is switched on, so nothing is missed.
+    fn start_reader(
+        &mut self,
+        agg: Aggregator,
+        symbols: Option<Symbols>,
+        capture: Option<Capture>,
+    ) -> Result<(), TraceError> {
+        let stop = self.stop.clone();
         let pause = std::time::Duration::from_millis(READ_PAUSE_MS);
         let (closed, closed_rx) = std::sync::mpsc::channel();
-        rec.closed = Some(closed_rx);
-        // The pipes are opened before tracing is switched on, so nothing is missed.
+        self.closed = Some(closed_rx);
         let handle = if let Some(symbols) = symbols {
-            let pipes = RawPipes::open(&rec.dir, symbols, capture)?;
-            rec.enable()?;
-            spawn(&rec.dir, move || pipes.read_loop(agg, stop, pause, closed))?
+            let pipes = RawPipes::open(&self.dir, symbols, capture)?;
+            self.enable()?;
+            spawn(&self.dir, move || pipes.read_loop(agg, stop, pause, closed))?
         } else {
-            let pipe = rec.dir.join("trace_pipe");
+            let pipe = self.dir.join("trace_pipe");
             let file = std::fs::OpenOptions::new()
                 .read(true)
                 .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
                 .open(&pipe)
                 .map_err(|e| TraceError::io("open", &pipe, e))?;
-            rec.enable()?;
-            spawn(&rec.dir, move || read_loop(file, pipe, agg, stop, closed))?
+            self.enable()?;
+            spawn(&self.dir, move || read_loop(file, pipe, agg, stop, closed))?
         };
-        rec.reader = Some(handle);
-        Ok(rec)
+        self.reader = Some(handle);
+        Ok(())
     }
 
     /// The instance directory (`<tracefs>/instances/capsa-...`).
@@ -315,7 +343,7 @@ impl Drop for Recorder {
 
 /// The loaded BPF side, or None after saying once why not (the recording then uses the
 /// trigger for every check).
-fn start_bpf(capture: Result<Capture, crate::bpf::BpfError>) -> Option<Capture> {
+fn start_bpf(capture: Result<Capture, BpfError>) -> Option<Capture> {
     match capture {
         Ok(c) => Some(c),
         Err(e) => {
