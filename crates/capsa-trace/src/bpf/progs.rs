@@ -342,3 +342,73 @@ pub fn free(l: &Layout, maps: Maps) -> Result<Vec<Insn>, AsmError> {
         .exit();
     a.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(fast: Option<Fast>) -> Layout {
+        Layout {
+            cap_arg: 3,
+            ret_arg: 4,
+            fork_child_arg: 1,
+            free_task_arg: 0,
+            pid_offset: 2480,
+            probe_ranges: vec![(0xffff_ffff_81ac_26d0, 0xffff_ffff_81ac_2800)],
+            fast,
+        }
+    }
+
+    const MAPS: Maps = Maps {
+        pids: 3,
+        events: 4,
+        lost: 5,
+    };
+
+    /// The lowest frame-pointer offset a program touches, directly or through `rX = r10 + imm`.
+    fn lowest_stack_offset(insns: &[Insn]) -> i32 {
+        let mut low = 0i32;
+        let mut from_fp = [false; 11];
+        for i in insns {
+            let (dst, src) = ((i.regs & 0x0f) as usize, (i.regs >> 4) as usize);
+            match i.code {
+                // mov64 rX, r10 / mov64 rX, imm
+                0xbf => from_fp[dst] = src == 10,
+                0xb7 => from_fp[dst] = false,
+                // add64 rX, imm on a copy of r10
+                0x07 if from_fp[dst] => low = low.min(i.imm),
+                // loads and stores relative to r10
+                0x61 | 0x69 | 0x71 | 0x79 if src == 10 => low = low.min(i.off.into()),
+                0x62 | 0x6a | 0x72 | 0x7a | 0x63 | 0x6b | 0x73 | 0x7b if dst == 10 => {
+                    low = low.min(i.off.into())
+                }
+                _ => {}
+            }
+        }
+        low
+    }
+
+    /// The programs assemble, and each keeps its stack under BPF_PRIV_STACK_MIN_SIZE (64 bytes),
+    /// so that R10 stays on the kernel stack that the fast path reads.
+    #[test]
+    fn programs_assemble_and_stay_off_the_private_stack() {
+        let fast = Fast {
+            x: 184,
+            y: 168,
+            ret_in_cap: 0xffff_ffff_81ab_d4f3,
+        };
+        let all = [
+            cap_capable(&layout(Some(fast)), MAPS),
+            cap_capable(&layout(None), MAPS),
+            calibrate(&layout(None), MAPS, 1234),
+            fork(&layout(None), MAPS),
+            free(&layout(None), MAPS),
+        ];
+        for p in all {
+            let insns = p.unwrap_or_else(|e| panic!("{e}"));
+            assert!(insns.len() < 4096);
+            assert!(lowest_stack_offset(&insns) > -64, "{insns:?}");
+            assert_eq!(insns.last().map(|i| i.code), Some(0x95), "ends with exit");
+        }
+    }
+}
