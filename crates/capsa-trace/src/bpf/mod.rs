@@ -4,9 +4,10 @@
 //! Why: every exec makes ~8 overcommit CAP_SYS_ADMIN probes (cap_vm_enough_memory on each
 //! VM_ACCOUNT mmap/brk and fork), and the trigger's full kernel stack walk for each was most of
 //! the recording's cost (docs/performance.md). Their tracepoint fields equal those of a real
-//! `capable(CAP_SYS_ADMIN)`, so only the call path tells them apart: the program takes a short
-//! stack, and a full one only when no frame lies in an overcommit function. Classification
-//! stays in user space ([`crate::classify`]) on whatever stack was taken.
+//! `capable(CAP_SYS_ADMIN)`, so only the call path tells them apart. The program recognizes the
+//! probe from two kernel stack slots measured at start ([`progs::Fast`], no unwinding), else
+//! takes a short stack, and a full one only when no frame lies in an overcommit function.
+//! Classification stays in user space ([`crate::classify`]) on whatever stack was taken.
 //!
 //! Owns the programs, maps and links of one recording, all held by file descriptors only
 //! (nothing pinned): they go away when the recording ends or capsa dies. Must not touch
@@ -154,7 +155,7 @@ impl Capture {
         let cap_capable = syms
             .range("cap_capable")
             .ok_or(BpfError::Symbol("cap_capable"))?;
-        let l = layout(kernel, syms)?;
+        let mut l = layout(kernel, syms)?;
         let pids = sys::map_create(&name('p'), sys::MAP_TYPE_HASH, 4, 4, MAX_PIDS)?;
         let lost = sys::map_create(&name('l'), sys::MAP_TYPE_ARRAY, 4, 8, 1)?;
         let events = sys::map_create(&name('r'), sys::MAP_TYPE_RINGBUF, 0, 0, RING_SIZE as u32)?;
@@ -168,7 +169,6 @@ impl Capture {
         };
         let fork = load(&name('f'), progs::fork(&l, maps))?;
         let free = load(&name('x'), progs::free(&l, maps))?;
-        let mut l = l;
         let (fast, calibration_link) = calibrate(&l, maps, &ring, cap_capable)?;
         l.fast = fast;
         let cap = load(&name('c'), progs::cap_capable(&l, maps))?;
