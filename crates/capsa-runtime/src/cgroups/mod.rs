@@ -276,7 +276,11 @@ impl Cgroup {
 
     /// Moves `pid` (a whole thread group) into every directory that exists.
     pub fn add_task(&self, pid: i32) -> Result<(), CgroupError> {
-        for d in &self.dirs {
+        self.add_task_to(pid, |_| true)
+    }
+
+    fn add_task_to(&self, pid: i32, pick: impl Fn(&CgroupDir) -> bool) -> Result<(), CgroupError> {
+        for d in self.dirs.iter().filter(|d| pick(d)) {
             match fsio::write_file(&d.dir.join("cgroup.procs"), &pid.to_string()) {
                 Ok(()) => {}
                 // Not created for this container (no limit of that kind).
@@ -311,15 +315,7 @@ impl Cgroup {
     /// Moves `pid` into the directories of one cgroup version only (the part of a join that
     /// [`SelfJoin`] could not do, e.g. v2 where clone3 is missing).
     pub fn add_task_version(&self, pid: i32, version: Version) -> Result<(), CgroupError> {
-        for d in self.dirs.iter().filter(|d| d.version == version) {
-            match fsio::write_file(&d.dir.join("cgroup.procs"), &pid.to_string()) {
-                Ok(()) => {}
-                Err(CgroupError::Io { source, .. })
-                    if !d.tracking && source.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        self.add_task_to(pid, |d| d.version == version)
     }
 
     /// Every process of the container, nested cgroups included, sorted.

@@ -96,22 +96,9 @@ fn map_elem(cmd: i32, map: &OwnedFd, key: &[u8], value: *mut u8) -> Result<(), r
     put_u32(&mut a, 0, map.as_raw_fd() as u32);
     put_u64(&mut a, 8, key.as_ptr() as u64);
     put_u64(&mut a, 16, value as u64);
-    // SAFETY: as in bpf_fd; key and value point to live buffers of the map's key and value
-    // sizes (the callers pass exactly those), used by the kernel during the call only.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            a.as_mut_ptr().cast::<libc::c_void>(),
-            ATTR_SIZE as libc::c_uint,
-        )
-    };
-    if r < 0 {
-        return Err(rustix::io::Errno::from_raw_os_error(
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
-        ));
-    }
-    Ok(())
+    // key and value point to live buffers of the map's key and value sizes (the callers pass
+    // exactly those), used by the kernel during the call only.
+    bpf_cmd(cmd, &mut a)
 }
 
 /// Sets `map[key] = value` (`BPF_ANY`); `value` must be the map's value size.
