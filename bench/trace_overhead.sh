@@ -82,6 +82,8 @@ awk -v uw="$UW" -v tw="$TW" -v ul="$UL" -v tl="$TL" -v uc="$UC" -v tc="$TC" -v n
     printf "loop CPU ratio:      %.3f (%+.1f%%)\n", tc / uc, (tc / uc - 1) * 100
     printf "cap_capable events:  %d (last traced run)\n", ev
     printf "dropped events:      %d\n", lost
+    printf "fixed cost:          %.3f s per recording (whole difference minus loop difference)\n", (tw - uw) - (tl - ul) / 1e6
+    printf "target (issue 6):    workload (loop) at most 10%% slower, no drops: %s\n", (tl / ul <= 1.10 && lost == 0) ? "met" : "NOT met"
 }'
 if [ "${FALLBACK:-1}" != 0 ]; then
     FW=$(whole fallback)
