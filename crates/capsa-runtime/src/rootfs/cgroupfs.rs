@@ -32,7 +32,11 @@ pub fn host_hierarchies() -> Vec<Hierarchy> {
         .map(|t| parse_mountinfo(&t))
         .unwrap_or_default();
     if let Ok(dir) = std::fs::read_dir("/sys/fs/cgroup") {
+        // Only the entries the directory lists as symlinks (d_type: no extra syscall).
         for e in dir.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_symlink()) {
+                continue;
+            }
             if let Ok(t) = std::fs::read_link(e.path()) {
                 out.push(Hierarchy::Link {
                     name: e.file_name().to_string_lossy().into(),
@@ -199,6 +203,69 @@ fn mount_fs(sub: &OwnedFd, fstype: &str, options: &str, flags: u64, show: &str) 
         .map_err(|e| StepError::sys(&format!("mount {fstype}"), format!("on {show}"), e, ""))
 }
 
+/// The bind of `bind_own` with the new mount API: clone the cgroup directory's mount detached
+/// (`open_tree(OPEN_TREE_CLONE)`), give it the read-only/nosuid/nodev/noexec flags while nothing
+/// can see it (`mount_setattr`), then attach it once (`move_mount`). Four syscalls instead of a
+/// bind, a reopen and a remount of an attached mount; measured here the whole v1 view cost about
+/// 1 ms of a 9.3 ms `run` the old way. The cgroup directory has no submounts: no AT_RECURSIVE.
+fn bind_detached(dir: &OwnedFd, name: &str, src: &CString, flags: u64) -> Result<(), Errno> {
+    use rustix::mount::{MoveMountFlags, OpenTreeFlags};
+    let tree = rustix::mount::open_tree(
+        rustix::fs::CWD,
+        src.as_c_str(),
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )?;
+    let (set, clr) = mount_attrs(flags);
+    if set != 0 || clr != 0 {
+        super::mount_setattr(&tree, false, set, clr)?;
+    }
+    rustix::mount::move_mount(
+        &tree,
+        c"",
+        dir,
+        name,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+}
+
+/// MS_* flags as mount_setattr's MOUNT_ATTR_* (set, clear) bits (include/uapi/linux/mount.h).
+/// The access-time mode is one field: setting one clears the others (MOUNT_ATTR__ATIME).
+fn mount_attrs(flags: u64) -> (u64, u64) {
+    const RDONLY: u64 = 0x1;
+    const NOSUID: u64 = 0x2;
+    const NODEV: u64 = 0x4;
+    const NOEXEC: u64 = 0x8;
+    const ATIME_MASK: u64 = 0x70;
+    const NOATIME: u64 = 0x10;
+    const STRICTATIME: u64 = 0x20;
+    const NODIRATIME: u64 = 0x80;
+    let mut set = 0;
+    for (ms, attr) in [
+        (libc::MS_RDONLY, RDONLY),
+        (libc::MS_NOSUID, NOSUID),
+        (libc::MS_NODEV, NODEV),
+        (libc::MS_NOEXEC, NOEXEC),
+        (libc::MS_NODIRATIME, NODIRATIME),
+    ] {
+        if flags & ms != 0 {
+            set |= attr;
+        }
+    }
+    let atime = if flags & libc::MS_NOATIME != 0 {
+        Some(NOATIME)
+    } else if flags & libc::MS_STRICTATIME != 0 {
+        Some(STRICTATIME)
+    } else if flags & libc::MS_RELATIME != 0 {
+        Some(0) // MOUNT_ATTR_RELATIME is 0: the field cleared
+    } else {
+        None
+    };
+    match atime {
+        Some(a) => (set | a, ATIME_MASK),
+        None => (set, 0),
+    }
+}
+
 /// Bind the host's `/sys/fs/cgroup/<name>/<our path>` (the cgroup the runtime put us in).
 fn bind_own(
     dir: &OwnedFd,
@@ -213,6 +280,11 @@ fn bind_own(
         return Ok(());
     };
     let src = CString::new(format!("/sys/fs/cgroup/{name}{path}")).unwrap_or_default();
+    if bind_detached(dir, name, &src, flags).is_ok() {
+        return Ok(());
+    }
+    // Kernels before 5.12 (no mount_setattr), or a flag the new API refuses here: the classic
+    // bind, then a remount for the flags.
     sys::mount(
         Some(&src),
         &fd_path(sub),
