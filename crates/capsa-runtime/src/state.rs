@@ -467,8 +467,9 @@ pub fn rfc3339_nano(t: SystemTime) -> String {
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day): the standard
-/// era-based conversion (400-year eras of 146097 days).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+/// era-based conversion (400-year eras of 146097 days). Also used by capsa-engine's Docker-style
+/// timestamps.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
