@@ -9,7 +9,7 @@
 # cost of its own, so the same wrapper is also measured around capsa-runc and around
 # `true`: compare crun with "capsa (wrapped)" for a like-for-like ratio.
 #
-# Usage: sudo bench/lifecycle.sh [RUNS]   (env: CAPSA=path/to/capsa, WARMUP=N)
+# Usage: sudo bench/lifecycle.sh [RUNS]   (env: CAPSA=path/to/capsa, WARMUP=N, GAP=seconds)
 set -euo pipefail
 
 RUNS=${1:-50}
@@ -89,6 +89,11 @@ done
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 JSON="$RESULTS/lifecycle-$STAMP.json"
 ARGS=(--shell=bash --warmup "$WARMUP" --runs "$RUNS" --export-json "$JSON" --style basic)
+# GAP=S: sleep S seconds before each run (hyperfine --prepare), as engines start containers with
+# pauses between them rather than back to back. Runs within a few ms of each other share the
+# kernel's RCU grace periods (a v1 cgroup.procs write after a quiet moment waits for one), so
+# back-to-back runs understate what a runtime that writes cgroup.procs pays.
+if [ -n "${GAP:-}" ]; then ARGS+=(--prepare "sleep $GAP"); fi
 for i in "${!OK_NAMES[@]}"; do ARGS+=(-n "${OK_NAMES[$i]}" "${OK_CMDS[$i]}"); done
 hyperfine "${ARGS[@]}" >&2
 
@@ -107,7 +112,7 @@ rss() {
 }
 
 echo
-echo "OCI runtime lifecycle: run of /bin/true, $RUNS runs, $WARMUP warmup ($(uname -r), $(nproc) cpus)"
+echo "OCI runtime lifecycle: run of /bin/true, $RUNS runs, $WARMUP warmup${GAP:+, ${GAP} s pause before each} ($(uname -r), $(nproc) cpus)"
 python3 - "$JSON" "${OK_NAMES[@]}" <<'PY' > "$WORK/medians"
 import json, sys
 data = json.load(open(sys.argv[1]))

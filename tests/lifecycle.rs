@@ -480,7 +480,9 @@ fn cgroup_of(pid: i32, controller: &str) -> Option<String> {
 /// every hierarchy that has a limit (memory, pids, devices) and, on hosts with a cgroup2 mount,
 /// in its cgroup2 directory, and the limit applies to that cgroup. capsa's init joins its v1
 /// cgroups itself and is cloned into the cgroup2 one (cgroups::SelfJoin): this proves the join
-/// really happened, per hierarchy, as the kernel reports it.
+/// really happened, per hierarchy, as the kernel reports it. A second container that joins the
+/// first one's network namespace by path (a Kubernetes pod's shape: its init is made by an
+/// intermediate process) is checked the same way.
 fn every_process_joins_every_hierarchy(rt: Runtime) {
     require_root!();
     let Some(r) = Runner::new(rt) else { return };
@@ -492,14 +494,14 @@ fn every_process_joins_every_hierarchy(rt: Runtime) {
     let id = unique_id("join");
     let (out, pid) = r.create(&b, &id, &[]);
     out.assert_ok("create");
-    let want_suffix = format!("/{id}");
     let mut controllers = vec!["memory", "pids", "devices"];
     if Path::new("/sys/fs/cgroup/unified").is_dir()
         || Path::new("/sys/fs/cgroup/cgroup.procs").exists()
     {
         controllers.push("");
     }
-    let check = |pid: i32, who: &str| {
+    let check = |pid: i32, who: &str, id: &str| {
+        let want_suffix = format!("/{id}");
         for c in &controllers {
             let path = cgroup_of(pid, c)
                 .unwrap_or_else(|| panic!("{who} {pid}: no {c:?} line in /proc/{pid}/cgroup"));
@@ -509,7 +511,7 @@ fn every_process_joins_every_hierarchy(rt: Runtime) {
             );
         }
     };
-    check(pid, "init");
+    check(pid, "init", &id);
     let mem = cgroup_of(pid, "memory").unwrap_or_default();
     if let Ok(limit) =
         fs::read_to_string(format!("/sys/fs/cgroup/memory{mem}/memory.limit_in_bytes"))
@@ -537,7 +539,21 @@ fn every_process_joins_every_hierarchy(rt: Runtime) {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or_else(|| panic!("exec wrote no pid file: {out}"));
     r.own_pid(tenant);
-    check(tenant, "exec process");
+    check(tenant, "exec process", &id);
+
+    let mut pod = Bundle::new();
+    pod.args(&["sleep", "998"]);
+    pod.config["linux"]["namespaces"] = serde_json::json!([
+        {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+        {"type": "network", "path": format!("/proc/{pid}/ns/net")}
+    ]);
+    pod.save();
+    let pod_id = unique_id("joinpod");
+    let (out, pod_pid) = r.create(&pod, &pod_id, &[]);
+    out.assert_ok("create joining a network namespace by path");
+    check(pod_pid, "init made by an intermediate", &pod_id);
+    r.cmd(&["delete", "--force", &pod_id])
+        .assert_ok("delete --force (pod)");
     r.cmd(&["delete", "--force", &id])
         .assert_ok("delete --force");
 }

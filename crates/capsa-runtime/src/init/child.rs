@@ -18,7 +18,7 @@
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags};
 
@@ -43,6 +43,9 @@ pub struct Common<'a> {
     /// The v1 `tasks` files the process writes `0` to, to join its cgroups itself (taken, used
     /// and closed by `join_own_cgroups`; `cgroups::SelfJoin` says why).
     pub cgroup_join: Cell<Option<SelfJoin>>,
+    /// The container's cgroup2 directory (held open by the runtime), for the intermediate's
+    /// clone of the container process (`become_container_process`).
+    pub cgroup_v2: Option<BorrowedFd<'a>>,
 }
 
 impl<'a> Common<'a> {
@@ -52,6 +55,7 @@ impl<'a> Common<'a> {
         seccomp: Option<&'a crate::seccomp::SeccompFilter>,
         preserve_fds: u32,
         cgroup_join: Option<SelfJoin>,
+        cgroup_v2: Option<BorrowedFd<'a>>,
     ) -> Step<Self> {
         let proc = rustix::fs::open(
             "/proc",
@@ -69,6 +73,7 @@ impl<'a> Common<'a> {
             proc,
             self_exe: (st.st_dev, st.st_ino),
             cgroup_join: Cell::new(cgroup_join),
+            cgroup_v2,
         })
     }
 }
@@ -120,7 +125,7 @@ fn report_and_exit(chan: &Channel, err: StepError) -> ! {
 fn run_init(ctx: &InitCtx, chan: &Channel, fast: bool) -> Step<Infallible> {
     first_steps()?;
     if !fast {
-        become_container_process(&ctx.ns, chan)?;
+        become_container_process(&ctx.ns, ctx.common.cgroup_v2, chan)?;
     }
     join_own_cgroups(&ctx.common)?;
     wait_go(chan)?;
@@ -165,7 +170,7 @@ fn run_init(ctx: &InitCtx, chan: &Channel, fast: bool) -> Step<Infallible> {
 
 fn run_tenant(ctx: &TenantCtx, chan: &Channel) -> Step<Infallible> {
     first_steps()?;
-    become_container_process(&ctx.ns, chan)?;
+    become_container_process(&ctx.ns, ctx.common.cgroup_v2, chan)?;
     join_own_cgroups(&ctx.common)?;
     wait_go(chan)?;
     wait_joined(chan)?;
@@ -193,7 +198,7 @@ fn first_steps() -> Step {
 /// Slow path: join the namespaces given by path, unshare the new ones, and fork the real
 /// container process with CLONE_PARENT (so the runtime can wait for it; setns/unshare of a pid
 /// namespace only applies to children, pid_namespaces(7)). The intermediate reports and exits.
-fn become_container_process(ns: &NsPlan, chan: &Channel) -> Step {
+fn become_container_process(ns: &NsPlan, v2: Option<BorrowedFd<'_>>, chan: &Channel) -> Step {
     namespaces::join_all(ns)?;
     if ns.new_flags != 0 {
         sys::unshare_namespaces(ns.new_flags)
@@ -206,13 +211,39 @@ fn become_container_process(ns: &NsPlan, chan: &Channel) -> Step {
             m => return Err(StepError::msg(format!("expected MapsDone, got {m:?}"))),
         }
     }
-    let pid = sys::clone_fork(libc::CLONE_PARENT as u64)
-        .map_err(|e| StepError::sys("clone", "the container process", e, "CLONE_PARENT"))?;
+    let (pid, in_v2) = clone_container_process(ns, v2)?;
     if pid == 0 {
         return first_steps();
     }
-    let _ = chan.send(&Msg::Pid(pid));
+    let _ = chan.send(&if in_v2 {
+        Msg::PidInCgroup(pid)
+    } else {
+        Msg::Pid(pid)
+    });
     sys::exit_now(0)
+}
+
+/// The intermediate's clone (CLONE_PARENT), straight into the cgroup2 directory when it can:
+/// the runtime's `cgroup.procs` write would otherwise wait for an RCU grace period
+/// (`cgroups::SelfJoin`). Not from inside a user namespace: CLONE_INTO_CGROUP checks write access
+/// to the cgroup with our credentials, which there are not host root's.
+fn clone_container_process(ns: &NsPlan, v2: Option<BorrowedFd<'_>>) -> Step<(i32, bool)> {
+    let flags = libc::CLONE_PARENT as u64;
+    let in_userns = ns.new_flags & libc::CLONE_NEWUSER as u64 != 0
+        || ns
+            .joins
+            .iter()
+            .any(|(t, _, _)| *t == oci_spec::runtime::LinuxNamespaceType::User);
+    // If refused (old kernel, permissions, a cgroup namespace), the runtime moves it by
+    // cgroup.procs.
+    if let (Some(dir), false) = (v2, in_userns)
+        && let Ok(pid) = sys::clone_fork_into(flags, dir)
+    {
+        return Ok((pid, true));
+    }
+    sys::clone_fork(flags)
+        .map(|pid| (pid, false))
+        .map_err(|e| StepError::sys("clone", "the container process", e, "CLONE_PARENT"))
 }
 
 /// Joins the container's v1 cgroups from inside, before any container code can run or fork

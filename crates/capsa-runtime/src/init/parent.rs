@@ -34,7 +34,7 @@ pub fn spawn(req: &InitRequest) -> Result<Spawned, InitError> {
 
 fn spawn_init(req: &InitRequest, fifo: &Path) -> Result<Spawned, InitError> {
     let (join, v2_dir) = open_cgroup_join(req.cgroup)?;
-    let ctx = prepare_init(req, fifo, join)?;
+    let ctx = prepare_init(req, fifo, join, v2_dir.as_ref().map(|d| d.as_fd()))?;
     let (ours, theirs) = sync::pair()?;
     let fast = ctx.ns.joins.is_empty();
     let flags = if fast { ctx.ns.new_flags } else { 0 };
@@ -45,7 +45,6 @@ fn spawn_init(req: &InitRequest, fifo: &Path) -> Result<Spawned, InitError> {
         child::init_main(&ctx, &theirs, fast)
     }
     drop(theirs);
-    drop(v2_dir);
     let cgroup = req.cgroup.map(|cg| (cg, in_v2));
     let pid = drive(&ours, first, &ctx.ns, fast, cgroup)?;
     let mut got = ours.recv();
@@ -116,6 +115,7 @@ fn prepare_init<'a>(
     req: &'a InitRequest<'a>,
     fifo: &Path,
     join: Option<crate::cgroups::SelfJoin>,
+    v2_dir: Option<std::os::fd::BorrowedFd<'a>>,
 ) -> Step<InitCtx<'a>> {
     let process = req
         .spec
@@ -133,7 +133,7 @@ fn prepare_init<'a>(
     let hostname = req.spec.hostname().as_ref().map(|h| h.as_bytes().to_vec());
     Ok(InitCtx {
         req,
-        common: child::Common::new(plan, console, req.seccomp, req.preserve_fds, join)?,
+        common: child::Common::new(plan, console, req.seccomp, req.preserve_fds, join, v2_dir)?,
         ns,
         rootfs,
         detached,
@@ -204,7 +204,7 @@ fn drive(
     first: i32,
     ns: &NsPlan,
     fast: bool,
-    cgroup: Option<(&crate::cgroups::Cgroup, bool)>,
+    mut cgroup: Option<(&crate::cgroups::Cgroup, bool)>,
 ) -> Result<i32, InitError> {
     let mut pid = first;
     if fast {
@@ -222,6 +222,14 @@ fn drive(
                 Ok(Msg::Pid(n)) => {
                     reap(first);
                     pid = n;
+                    break;
+                }
+                Ok(Msg::PidInCgroup(n)) => {
+                    reap(first);
+                    pid = n;
+                    if let Some((_, in_v2)) = cgroup.as_mut() {
+                        *in_v2 = true;
+                    }
                     break;
                 }
                 other => return Err(fail_child(other, first, None)),
@@ -353,11 +361,18 @@ pub fn spawn_tenant(req: &ExecRequest) -> Result<Spawned, InitError> {
     let plan = security::ProcessPlan::new(req.process)?;
     let console = open_console(req.console_socket, plan.terminal)?;
     let ns = namespaces::plan_tenant(req.spec, req.init_pid)?;
-    // A tenant is made by the intermediate (after setns), not by us: no CLONE_INTO_CGROUP; the
-    // v2 directory is joined by cgroup.procs in `drive`.
-    let (join, _) = open_cgroup_join(req.cgroup)?;
+    // A tenant is made by the intermediate (after setns), which clones it into the cgroup2
+    // directory when it can (child.rs `clone_container_process`); else `drive` moves it.
+    let (join, v2_dir) = open_cgroup_join(req.cgroup)?;
     let ctx = TenantCtx {
-        common: child::Common::new(plan, console, req.seccomp, req.preserve_fds, join)?,
+        common: child::Common::new(
+            plan,
+            console,
+            req.seccomp,
+            req.preserve_fds,
+            join,
+            v2_dir.as_ref().map(|d| d.as_fd()),
+        )?,
         ns,
     };
     let (ours, theirs) = sync::pair()?;

@@ -18,6 +18,9 @@ pub enum Msg {
     MapsDone,
     /// Intermediate: the process that becomes the container has this host pid.
     Pid(i32),
+    /// Intermediate: as `Pid`, and it was cloned into the container's cgroup2 directory
+    /// (CLONE_INTO_CGROUP): the parent must not move it there.
+    PidInCgroup(i32),
     /// Parent: maps written (and the final pid known), set up the rootfs.
     Go,
     /// Parent: the process is in its cgroups (sent after `Go`: joining overlaps the init's
@@ -59,6 +62,10 @@ impl Channel {
             Msg::MapsDone => buf.push(b'm'),
             Msg::Pid(p) => {
                 buf.push(b'P');
+                buf.extend_from_slice(&p.to_le_bytes());
+            }
+            Msg::PidInCgroup(p) => {
+                buf.push(b'p');
                 buf.extend_from_slice(&p.to_le_bytes());
             }
             Msg::Go => buf.push(b'G'),
@@ -105,6 +112,9 @@ fn decode(b: &[u8]) -> Step<Msg> {
         b'P' if rest.len() == 4 => {
             Msg::Pid(i32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]))
         }
+        b'p' if rest.len() == 4 => {
+            Msg::PidInCgroup(i32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]))
+        }
         b'G' => Msg::Go,
         b'J' => Msg::Joined,
         b'H' => Msg::Hooks,
@@ -125,6 +135,7 @@ mod tests {
         for m in [
             Msg::Maps,
             Msg::Pid(4242),
+            Msg::PidInCgroup(4243),
             Msg::Err("cannot x: EPERM".into()),
             Msg::Go,
             Msg::Joined,

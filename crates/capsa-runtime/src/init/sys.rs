@@ -52,7 +52,13 @@ pub fn clone_fork_into(flags: u64, cgroup_dir: BorrowedFd<'_>) -> Result<i32, Er
         pidfd: 0,
         child_tid: 0,
         parent_tid: 0,
-        exit_signal: libc::SIGCHLD as u64,
+        // clone3 refuses an exit signal with CLONE_PARENT (EINVAL): such a child inherits the
+        // caller's own exit signal (copy_process), as with clone(CLONE_PARENT | SIGCHLD).
+        exit_signal: if flags & libc::CLONE_PARENT as u64 != 0 {
+            0
+        } else {
+            libc::SIGCHLD as u64
+        },
         stack: 0,
         stack_size: 0,
         tls: 0,
