@@ -46,11 +46,11 @@ fn put_name(a: &mut [u8; ATTR_SIZE], at: usize, name: &str) {
     a[at..at + n].copy_from_slice(&name.as_bytes()[..n]);
 }
 
-/// bpf(cmd, attr) returning a new file descriptor.
-fn bpf_fd(cmd: i32, attr: &mut [u8; ATTR_SIZE]) -> Result<OwnedFd, rustix::io::Errno> {
+/// bpf(cmd, attr): the raw syscall, its non-negative result or the errno.
+fn bpf_raw(cmd: i32, attr: &mut [u8; ATTR_SIZE]) -> Result<i64, rustix::io::Errno> {
     // SAFETY: attr is a valid, writable buffer of ATTR_SIZE bytes that outlives the call; every
-    // pointer stored in it (insns, license, log, names) points to memory the caller keeps alive
-    // across this call. The kernel copies at most ATTR_SIZE bytes.
+    // pointer stored in it (insns, license, log, names, keys, values, info buffers) points to
+    // memory the caller keeps alive across this call. The kernel copies at most ATTR_SIZE bytes.
     let r = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -64,6 +64,12 @@ fn bpf_fd(cmd: i32, attr: &mut [u8; ATTR_SIZE]) -> Result<OwnedFd, rustix::io::E
             std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
         ));
     }
+    Ok(r)
+}
+
+/// bpf(cmd, attr) returning a new file descriptor.
+fn bpf_fd(cmd: i32, attr: &mut [u8; ATTR_SIZE]) -> Result<OwnedFd, rustix::io::Errno> {
+    let r = bpf_raw(cmd, attr)?;
     let fd = i32::try_from(r).map_err(|_| rustix::io::Errno::BADF)?;
     // SAFETY: the kernel just returned this descriptor to us; nobody else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -169,21 +175,7 @@ pub fn raw_tracepoint_open(tracepoint: &str, prog: &OwnedFd) -> Result<OwnedFd, 
 
 /// bpf(cmd, attr) for commands that return 0 or an error.
 fn bpf_cmd(cmd: i32, attr: &mut [u8; ATTR_SIZE]) -> Result<(), rustix::io::Errno> {
-    // SAFETY: as in bpf_fd; the pointers in attr (an info buffer) outlive the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr.as_mut_ptr().cast::<libc::c_void>(),
-            ATTR_SIZE as libc::c_uint,
-        )
-    };
-    if r < 0 {
-        return Err(rustix::io::Errno::from_raw_os_error(
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
-        ));
-    }
-    Ok(())
+    bpf_raw(cmd, attr).map(|_| ())
 }
 
 /// The names of the BPF programs (`maps` false) or maps (`maps` true) loaded on the host, for
