@@ -2,9 +2,10 @@
 //! namespace's uid/gid maps (mount_setattr(2) MOUNT_ATTR_IDMAP, Linux 5.12), so an image or a
 //! volume never has to be chowned for a remapped container.
 //!
-//! Owns: the raw `mount_setattr` wrapper, the short-lived helper process that holds a user
-//! namespace with a given mapping (its ns fd is all MOUNT_ATTR_IDMAP needs), detached clones
-//! (`open_tree(OPEN_TREE_CLONE)`) and the support probe that `features` reports.
+//! Owns: the crate's one `mount_setattr` wrapper (rootfs uses it too), the short-lived helper
+//! process that holds a user namespace with a given mapping (its ns fd is all MOUNT_ATTR_IDMAP
+//! needs), detached clones (`open_tree(OPEN_TREE_CLONE)`) and the support probe that `features`
+//! reports.
 //! Must not touch the container's own namespaces or mount anything into a mount namespace: the
 //! init attaches the clones (`rootfs`).
 //!
@@ -38,13 +39,21 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-/// mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE], {attr_set: IDMAP, userns_fd}).
-pub fn set_idmap(mount: &OwnedFd, userns: &OwnedFd, recursive: bool) -> Result<(), Errno> {
+/// mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE], {attr_set, attr_clr, userns_fd}) on the
+/// mount `fd` refers to: the one wrapper of the crate (idmapping here; read-only and the other
+/// MOUNT_ATTR_* flags in `rootfs`).
+pub fn mount_setattr(
+    mount: &OwnedFd,
+    recursive: bool,
+    attr_set: u64,
+    attr_clr: u64,
+    userns: Option<&OwnedFd>,
+) -> Result<(), Errno> {
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
+        attr_set,
+        attr_clr,
         propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
+        userns_fd: userns.map_or(0, |u| u.as_raw_fd() as u64),
     };
     let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive {
@@ -67,6 +76,11 @@ pub fn set_idmap(mount: &OwnedFd, userns: &OwnedFd, recursive: bool) -> Result<(
     } else {
         Ok(())
     }
+}
+
+/// mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE], {attr_set: IDMAP, userns_fd}).
+pub fn set_idmap(mount: &OwnedFd, userns: &OwnedFd, recursive: bool) -> Result<(), Errno> {
+    mount_setattr(mount, recursive, MOUNT_ATTR_IDMAP, 0, Some(userns))
 }
 
 /// A detached copy of the mount tree at `path` (a bind mount that is not attached anywhere yet).

@@ -416,44 +416,7 @@ fn locked_flags(fd: &OwnedFd) -> Result<u64, Errno> {
 
 /// mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, MOUNT_ATTR_RDONLY).
 fn set_recursive_readonly(fd: &OwnedFd) -> Result<(), Errno> {
-    mount_setattr(fd, true, 1, 0)
-}
-
-/// mount_setattr(2) on the mount `fd` refers to (`recursive`: its submounts too), setting and
-/// clearing MOUNT_ATTR_* bits.
-fn mount_setattr(fd: &OwnedFd, recursive: bool, attr_set: u64, attr_clr: u64) -> Result<(), Errno> {
-    use std::os::fd::AsRawFd;
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    let attr = MountAttr {
-        attr_set,
-        attr_clr,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let rec = if recursive { libc::AT_RECURSIVE } else { 0 };
-    let flags = (libc::AT_EMPTY_PATH | rec) as libc::c_uint;
-    // SAFETY: attr is a valid mount_attr of the size passed; the path is an empty C string.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if ret < 0 {
-        Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO))
-    } else {
-        Ok(())
-    }
+    crate::idmap::mount_setattr(fd, true, 1, 0, None)
 }
 
 fn propagate(root: &OwnedFd, m: &MountPlan) -> Step {
