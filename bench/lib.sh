@@ -13,6 +13,20 @@ bench_setup() {
   if [ ! -x "$CAPSA" ]; then (cd "$REPO" && cargo build --release -p capsa); fi
 }
 
+# bench_image: a busybox rootfs in $WORK/rootfs, tarred to $WORK/rootfs.tar (other engines
+# import that too) and imported into a private capsa store ($CAPSA_ROOT) as bench:1.
+bench_image() {
+  R="$WORK/rootfs"
+  mkdir -p "$R"/{bin,etc,tmp,proc,sys,dev}
+  cp /bin/busybox "$R/bin/"
+  for a in sh true; do ln -s busybox "$R/bin/$a"; done
+  printf 'root:x:0:0:root:/root:/bin/sh\n' >"$R/etc/passwd"
+  printf 'root:x:0:\n' >"$R/etc/group"
+  tar -C "$R" -cf "$WORK/rootfs.tar" .
+  export CAPSA_ROOT="$WORK/capsa-root"
+  "$CAPSA" import "$WORK/rootfs.tar" bench:1 >/dev/null
+}
+
 # remove_cgroup NAME: removes a cgroup left by podman or containerd under NAME in every
 # hierarchy (deepest first; rmdir only removes empty cgroups, so nothing in use is touched).
 remove_cgroup() {

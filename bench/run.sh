@@ -28,16 +28,7 @@ cleanup() {
 trap cleanup EXIT
 
 # One rootfs for all three.
-R="$WORK/rootfs"
-mkdir -p "$R"/{bin,etc,tmp,proc,sys,dev}
-cp /bin/busybox "$R/bin/"
-for a in sh true; do ln -s busybox "$R/bin/$a"; done
-printf 'root:x:0:0:root:/root:/bin/sh\n' >"$R/etc/passwd"
-printf 'root:x:0:\n' >"$R/etc/group"
-tar -C "$R" -cf "$WORK/rootfs.tar" .
-
-export CAPSA_ROOT="$WORK/capsa-root"
-"$CAPSA" import "$WORK/rootfs.tar" bench:1 >/dev/null
+bench_image
 
 # Podman raises RLIMIT_NOFILE/NPROC to its defaults, which needs CAP_SYS_RESOURCE; this host's
 # bounding set lacks it, so give podman limits it may set (lowering needs no capability).

@@ -47,16 +47,7 @@ if ! grep -q '^containers:' /etc/subuid || ! grep -q '^containers:' /etc/subgid;
   ADDED_SUB=1
 fi
 
-R="$WORK/rootfs"
-mkdir -p "$R"/{bin,etc,tmp,proc,sys,dev}
-cp /bin/busybox "$R/bin/"
-for a in sh true; do ln -s busybox "$R/bin/$a"; done
-printf 'root:x:0:0:root:/root:/bin/sh\n' >"$R/etc/passwd"
-printf 'root:x:0:\n' >"$R/etc/group"
-tar -C "$R" -cf "$WORK/rootfs.tar" .
-
-export CAPSA_ROOT="$WORK/capsa-root"
-"$CAPSA" import "$WORK/rootfs.tar" bench:1 >/dev/null
+bench_image
 # The first remapped run creates the capsa user and its range: not part of the measurement.
 "$CAPSA" run --rm --userns-remap=default bench:1 true
 
