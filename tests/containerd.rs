@@ -20,14 +20,14 @@ use std::path::Path;
 
 const IMAGE: &str = "localhost/capsa-e2e:latest";
 
-fn ctr_run_shows_default_caps(rt: Runtime) {
-    require_root!();
-    let Some(r) = Runner::new(rt) else { return };
+/// A private containerd with the test image imported; `None` (with a printed reason) when
+/// containerd cannot start on this host.
+fn engine_with_image() -> Option<Containerd> {
     let engine = match Containerd::start() {
         Ok(e) => e,
         Err(why) => {
             eprintln!("SKIP: containerd cannot start here: {why}");
-            return;
+            return None;
         }
     };
     let work = temp_dir("image");
@@ -37,6 +37,15 @@ fn ctr_run_shows_default_caps(rt: Runtime) {
     engine
         .ctr(&["images", "import", &archive.to_string_lossy()])
         .assert_ok("ctr images import");
+    Some(engine)
+}
+
+fn ctr_run_shows_default_caps(rt: Runtime) {
+    require_root!();
+    let Some(r) = Runner::new(rt) else { return };
+    let Some(engine) = engine_with_image() else {
+        return;
+    };
 
     let bin = r.bin.to_string_lossy().into_owned();
     let out = engine.ctr(&[
@@ -104,20 +113,9 @@ fn metrics_until(
 fn ctr_task_metrics_are_the_containers(rt: Runtime) {
     require_root!();
     let Some(r) = Runner::new(rt) else { return };
-    let engine = match Containerd::start() {
-        Ok(e) => e,
-        Err(why) => {
-            eprintln!("SKIP: containerd cannot start here: {why}");
-            return;
-        }
+    let Some(engine) = engine_with_image() else {
+        return;
     };
-    let work = temp_dir("image");
-    let rootfs = work.path().join("rootfs");
-    common::build_rootfs(&rootfs);
-    let archive = common::oci_image::build_archive(&rootfs, work.path(), IMAGE);
-    engine
-        .ctr(&["images", "import", &archive.to_string_lossy()])
-        .assert_ok("ctr images import");
     let bin = r.bin.to_string_lossy().into_owned();
     // 3 processes, and 24 MiB of tmpfs pages charged to the container's memory cgroup.
     engine
