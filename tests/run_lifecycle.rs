@@ -247,23 +247,28 @@ fn init_binds_are_copies_not_host_files() {
     assert!(env.ids().is_empty());
 }
 
-#[test]
-fn tty_gets_a_pty_and_logs_keep_detached_output() {
-    let Some(env) = env() else { return };
-    // script(1) gives capsa a terminal of its own, as an interactive shell would.
-    let cmd = format!(
-        "{} run --rm -it {IMAGE} sh -c 'tty; exit 3'",
-        env.bin.display()
-    );
+/// Runs `capsa ARGS` under script(1), which gives capsa a terminal of its own as an interactive
+/// shell would; returns what the terminal showed and the exit code.
+fn under_script(env: &Env, args: &str) -> (String, Option<i32>) {
+    let cmd = format!("{} {args}", env.bin.display());
     let out = std::process::Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
         .env("CAPSA_ROOT", env.root.path())
         .stdin(std::process::Stdio::null())
         .output()
         .expect("script");
-    let text = String::from_utf8_lossy(&out.stdout);
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code(),
+    )
+}
+
+#[test]
+fn tty_gets_a_pty_and_logs_keep_detached_output() {
+    let Some(env) = env() else { return };
+    let (text, code) = under_script(&env, &format!("run --rm -it {IMAGE} sh -c 'tty; exit 3'"));
     assert!(text.contains("/dev/pts/0"), "{text}");
-    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert_eq!(code, Some(3), "{text}");
     let n = name("dt");
     env.ok(&[
         "run",
@@ -275,16 +280,9 @@ fn tty_gets_a_pty_and_logs_keep_detached_output() {
         "-c",
         "tty; echo detached; sleep 600",
     ]);
-    let cmd = format!("{} exec -it {n} sh -c 'tty; exit 6'", env.bin.display());
-    let out = std::process::Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .env("CAPSA_ROOT", env.root.path())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("script");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (text, code) = under_script(&env, &format!("exec -it {n} sh -c 'tty; exit 6'"));
     assert!(text.contains("/dev/pts/1"), "{text}");
-    assert_eq!(out.status.code(), Some(6), "{text}");
+    assert_eq!(code, Some(6), "{text}");
     env.ok(&["kill", &n]);
     assert_eq!(env.ok(&["wait", &n]).trim(), "137");
     let logs = env.ok(&["logs", &n]);
